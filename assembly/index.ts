@@ -1,0 +1,3 @@
+// The module's exports, nothing else.
+export { alloc, free } from "./memory";
+export { crc32cUpdate } from "./crc32c";

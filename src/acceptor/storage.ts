@@ -1,0 +1,18 @@
+// What the acceptor needs from durable storage. The daemon implements it
+// over files (src/storage/), the simulation in memory with crash semantics.
+import type { Lsn } from '../lsn.js';
+import type { SafeKeeperInfo } from '../protocol/types.js';
+
+export interface AcceptorStorage {
+  /** The last durably persisted control state, or null for a new timeline. */
+  loadControl(): SafeKeeperInfo | null;
+  /** Persist durably (temp file, fsync, rename, fsync dir) before returning. */
+  persistControl(state: SafeKeeperInfo): void;
+  /**
+   * Write WAL bytes at `lsn`. Not durable until the host's next WAL sync.
+   * Throws on I/O errors (ENOSPC, EIO); nothing may be acknowledged then.
+   */
+  writeWal(lsn: Lsn, bytes: Uint8Array): void;
+  /** Discard all WAL at and after `lsn`, durably, before returning. */
+  truncateWal(lsn: Lsn): void;
+}
