@@ -15,4 +15,11 @@ export interface AcceptorStorage {
   writeWal(lsn: Lsn, bytes: Uint8Array): void;
   /** Discard all WAL at and after `lsn`, durably, before returning. */
   truncateWal(lsn: Lsn): void;
+  /**
+   * Make every WAL byte written so far durable before returning (fdatasync
+   * of the open segments). The acceptor calls it before persisting a vote
+   * and before persisting an epoch switch: the control file must never
+   * claim an epoch whose WAL a crash could still take away.
+   */
+  syncWal(): void;
 }
