@@ -1,0 +1,74 @@
+// Feeding the same bytes, in the same chunks, to the wasm scanner and its TS
+// twin, and summarising what each reported.
+import { TsWalScanner } from '../../src/hot/xlog-ts.js';
+import { StopReason, WasmWalScanner, type ScannerOptions, type WalRecordInfo, type WalScanner } from '../../src/hot/xlog.js';
+
+export type Impl = 'wasm' | 'ts';
+
+export interface ScanSummary {
+  endLsn: bigint;
+  lastRecordLsn: bigint | null;
+  stopReason: StopReason;
+  recordCount: number;
+  position: bigint;
+  records?: WalRecordInfo[];
+}
+
+/** Deterministic PRNG (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Chunk lengths covering `total` bytes: fixed, or random in 1..max. */
+export function chunkPlan(total: number, sizing: number | { random: () => number; max: number }): number[] {
+  const out: number[] = [];
+  let left = total;
+  while (left > 0) {
+    const n = typeof sizing === 'number' ? sizing : 1 + Math.floor(sizing.random() * sizing.max);
+    out.push(Math.min(n, left));
+    left -= n;
+  }
+  return out;
+}
+
+export function makeScanner(impl: Impl, opts: ScannerOptions): WalScanner {
+  return impl === 'wasm' ? new WasmWalScanner(opts) : new TsWalScanner(opts);
+}
+
+/** Feed `data` in the planned chunks (draining records when the area fills) and summarise. */
+export function scan(impl: Impl, opts: ScannerOptions, data: Uint8Array, plan: number[] = [data.length]): ScanSummary {
+  const s = makeScanner(impl, opts);
+  const records: WalRecordInfo[] = [];
+  try {
+    let off = 0;
+    for (const len of plan) {
+      let piece = data.subarray(off, off + len);
+      off += len;
+      while (piece.length > 0 && !s.stopped) {
+        const used = s.feed(piece);
+        piece = piece.subarray(used);
+        if (piece.length > 0 && !s.stopped) records.push(...s.takeRecords());
+      }
+      if (s.stopped) break;
+    }
+    records.push(...s.takeRecords());
+    const summary: ScanSummary = {
+      endLsn: s.endLsn,
+      lastRecordLsn: s.lastRecordLsn,
+      stopReason: s.stopReason,
+      recordCount: s.recordCount,
+      position: s.position,
+    };
+    if (opts.recordCapacity) summary.records = records;
+    return summary;
+  } finally {
+    s.free();
+  }
+}
