@@ -1,3 +1,4 @@
 // The module's exports, nothing else.
 export { alloc, free } from "./memory";
 export { crc32cUpdate } from "./crc32c";
+export { frameScan } from "./frames";
