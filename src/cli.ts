@@ -5,6 +5,10 @@ import { CommandError, UsageError } from './commands/errors.js';
 type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  run: {
+    summary: 'run the safekeeper daemon (PostgreSQL computes push WAL to it)',
+    load: async () => (await import('./commands/run.js')).runCommand,
+  },
   'wal-end': {
     summary: 'find the end of valid WAL in a pg_wal, pg_receivewal or timeline directory',
     load: async () => (await import('./commands/wal-end.js')).walEndCommand,

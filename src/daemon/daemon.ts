@@ -1,0 +1,226 @@
+// The safekeeper daemon: data directory lock, node id, timelines (each
+// one's end of WAL found at start), the PostgreSQL-protocol listener and
+// the HTTP listener; and an orderly stop.
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { build } from '../http/app.js';
+import type { Logger } from '../log.js';
+import { DataDirLock, LockHeldError } from '../storage/lock.js';
+import { writeFileDurableSync } from '../storage/fsutil.js';
+import { TimelineRegistry } from '../timeline/registry.js';
+import { version } from '../version.js';
+import type { ServerContext } from '../server/context.js';
+import { defaultServerVersion, listenError, PgServer, type ListenAddress } from '../server/pg-server.js';
+
+export const ID_FILE = 'safekeeper.id';
+
+export interface DaemonOptions {
+  dataDir: string;
+  /** Create the data directory when it does not exist (the default ./.walkeeper). */
+  createDataDir?: boolean;
+  listenPg: ListenAddress;
+  listenHttp: ListenAddress | null;
+  /** --id: this node's id; written to safekeeper.id on first use, must match it later. */
+  id?: number;
+  noSync?: boolean;
+  log: Logger;
+}
+
+/** A start-up failure, as one line for the operator. */
+export class DaemonStartError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DaemonStartError';
+  }
+}
+
+function formatAddress(a: ListenAddress): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+function describeFsError(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EROFS':
+      return 'read-only file system';
+    case 'ENOSPC':
+      return 'no space left on device';
+    case 'ENOENT':
+      return 'does not exist';
+    default:
+      return err.message;
+  }
+}
+
+export class Daemon {
+  readonly dataDir: string;
+  readonly log: Logger;
+  readonly ctx: ServerContext;
+  readonly registry: TimelineRegistry;
+  readonly startedAt = Date.now();
+  pg: PgServer | undefined;
+  http: FastifyInstance | undefined;
+  pgAddress: ListenAddress | undefined;
+  httpAddress: ListenAddress | undefined;
+  private lock: DataDirLock | undefined;
+  private stopping: Promise<void> | undefined;
+
+  private constructor(private readonly opts: DaemonOptions) {
+    this.dataDir = resolve(opts.dataDir);
+    this.log = opts.log;
+    this.registry = new TimelineRegistry({ root: this.dataDir, noSync: opts.noSync, log: opts.log });
+    this.ctx = {
+      registry: this.registry,
+      log: opts.log,
+      nodeId: null,
+      noSync: opts.noSync ?? false,
+      stopping: false,
+      serverVersion: defaultServerVersion(),
+    };
+  }
+
+  /** Start everything, or clean up and throw DaemonStartError (one line). */
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const d = new Daemon(opts);
+    try {
+      await d.startUp();
+    } catch (err) {
+      await d.shutdown().catch(() => {});
+      if (err instanceof DaemonStartError) throw err;
+      throw new DaemonStartError((err as Error).message);
+    }
+    return d;
+  }
+
+  private async startUp(): Promise<void> {
+    const dir = this.dataDir;
+    this.checkDataDir(dir);
+    try {
+      this.lock = DataDirLock.acquire(dir);
+    } catch (err) {
+      if (err instanceof LockHeldError) throw new DaemonStartError(err.message);
+      throw new DaemonStartError(`data directory ${dir} is not writable: ${describeFsError(err as NodeJS.ErrnoException)}`);
+    }
+    if (this.lock.tookOverFrom !== null) this.log.warn({ stalePid: this.lock.tookOverFrom }, 'took over a stale data directory lock');
+    this.ctx.nodeId = this.resolveNodeId(dir);
+    if (this.opts.noSync) this.log.warn('running with --no-sync: WAL is acknowledged before it is durable (unsafe)');
+
+    await this.registry.loadAll();
+
+    this.pg = new PgServer(this.ctx);
+    this.pgAddress = await this.pg.listen(this.opts.listenPg);
+    if (this.opts.listenHttp) {
+      this.http = build({
+        log: this.log,
+        status: () => ({
+          id: this.ctx.nodeId,
+          version,
+          startedAt: this.startedAt,
+          listenPg: this.pgAddress ? formatAddress(this.pgAddress) : null,
+          listenHttp: this.httpAddress ? formatAddress(this.httpAddress) : null,
+          timelines: () => this.registry.size,
+        }),
+      });
+      const want = this.opts.listenHttp;
+      try {
+        await this.http.listen({ host: want.host, port: want.port });
+      } catch (err) {
+        throw listenError('HTTP', want, err as NodeJS.ErrnoException);
+      }
+      const a = this.http.server.address();
+      if (a && typeof a === 'object') this.httpAddress = { host: a.address, port: a.port };
+    }
+    this.log.info(
+      {
+        dataDir: dir,
+        id: this.ctx.nodeId,
+        version,
+        listenPg: formatAddress(this.pgAddress),
+        listenHttp: this.httpAddress ? formatAddress(this.httpAddress) : null,
+        timelines: this.registry.size,
+        noSync: this.ctx.noSync,
+      },
+      'walkeeper ready',
+    );
+  }
+
+  private checkDataDir(dir: string): void {
+    if (!existsSync(dir)) {
+      if (!this.opts.createDataDir) throw new DaemonStartError(`data directory ${dir} does not exist (create it first)`);
+      try {
+        // Only the last component is created: a missing parent is an operator mistake.
+        const parent = resolve(dir, '..');
+        if (!existsSync(parent)) throw Object.assign(new Error('parent directory missing'), { code: 'ENOENT' });
+        accessSync(parent, constants.W_OK);
+      } catch (err) {
+        throw new DaemonStartError(`cannot create data directory ${dir}: ${describeFsError(err as NodeJS.ErrnoException)}`);
+      }
+      try {
+        mkdirSync(dir, { mode: 0o700 });
+      } catch (err) {
+        throw new DaemonStartError(`cannot create data directory ${dir}: ${describeFsError(err as NodeJS.ErrnoException)}`);
+      }
+      this.log.info({ dataDir: dir }, 'created data directory');
+    }
+    let st;
+    try {
+      st = statSync(dir);
+    } catch (err) {
+      throw new DaemonStartError(`data directory ${dir}: ${describeFsError(err as NodeJS.ErrnoException)}`);
+    }
+    if (!st.isDirectory()) throw new DaemonStartError(`data directory ${dir} is not a directory`);
+  }
+
+  private resolveNodeId(dir: string): number | null {
+    const path = join(dir, ID_FILE);
+    let stored: number | null = null;
+    if (existsSync(path)) {
+      const text = readFileSync(path, 'utf8').trim();
+      if (!/^\d+$/.test(text)) throw new DaemonStartError(`${path} does not hold a node id: "${text.slice(0, 40)}"`);
+      stored = Number(text);
+    }
+    const want = this.opts.id;
+    if (want === undefined) return stored;
+    if (stored !== null && stored !== want) {
+      throw new DaemonStartError(`--id ${want} does not match the id ${stored} stored in ${path}`);
+    }
+    if (stored === null) {
+      try {
+        writeFileDurableSync(path, Buffer.from(`${want}\n`), { noSync: this.opts.noSync, mode: 0o644 });
+      } catch (err) {
+        throw new DaemonStartError(`cannot write ${path}: ${describeFsError(err as NodeJS.ErrnoException)}`);
+      }
+    }
+    return want;
+  }
+
+  /**
+   * Orderly stop: stop accepting, stop reading, let in-flight syncs finish
+   * (their responses are sent), close connections, close files, release the
+   * lock. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.ctx.stopping = true;
+    const pg = this.pg;
+    if (pg) {
+      await pg.stopAccepting();
+      pg.pauseAll();
+    }
+    if (this.http) await this.http.close().catch(() => {});
+    // Finish the syncs in flight: acknowledgements they cover still go out.
+    await Promise.all(this.registry.list().map((t) => t.quiesce().catch(() => {})));
+    if (pg) await pg.closeAll();
+    await this.registry.closeAll();
+    this.lock?.release();
+    this.lock = undefined;
+    if (pg) this.log.info('walkeeper stopped');
+  }
+}

@@ -1,0 +1,161 @@
+// Builders for the messages a PostgreSQL server sends (protocol 3.0). Each
+// returns the complete wire bytes: tag, int32 length (counting itself), body.
+import { message } from './buffer.js';
+import type { PgErrorFields } from './errors.js';
+
+/** Message type bytes, server → client. */
+export const BackendTag = {
+  Authentication: 0x52, // 'R'
+  ParameterStatus: 0x53, // 'S'
+  BackendKeyData: 0x4b, // 'K'
+  ReadyForQuery: 0x5a, // 'Z'
+  ErrorResponse: 0x45, // 'E'
+  NoticeResponse: 0x4e, // 'N'
+  CommandComplete: 0x43, // 'C'
+  EmptyQueryResponse: 0x49, // 'I'
+  RowDescription: 0x54, // 'T'
+  DataRow: 0x44, // 'D'
+  CopyBothResponse: 0x57, // 'W'
+  CopyData: 0x64, // 'd'
+  CopyDone: 0x63, // 'c'
+  NegotiateProtocolVersion: 0x76, // 'v'
+} as const;
+
+/** Message type bytes, client → server (after start-up). */
+export const FrontendTag = {
+  Query: 0x51, // 'Q'
+  Terminate: 0x58, // 'X'
+  PasswordMessage: 0x70, // 'p'
+  CopyData: 0x64, // 'd'
+  CopyDone: 0x63, // 'c'
+  CopyFail: 0x66, // 'f'
+  Sync: 0x53, // 'S'
+  Flush: 0x48, // 'H'
+  Parse: 0x50, // 'P'
+  Bind: 0x42, // 'B'
+  Execute: 0x45, // 'E'
+  Describe: 0x44, // 'D'
+  Close: 0x43, // 'C'
+  FunctionCall: 0x46, // 'F'
+} as const;
+
+/** The single byte that answers an SSLRequest or GSSENCRequest: "not supported". */
+export const NO_ENCRYPTION = Buffer.from('N', 'latin1');
+
+export const AuthCode = { Ok: 0, CleartextPassword: 3 } as const;
+
+export function authenticationOk(): Buffer {
+  return message(BackendTag.Authentication, (w) => w.i32(AuthCode.Ok));
+}
+
+export function authenticationCleartextPassword(): Buffer {
+  return message(BackendTag.Authentication, (w) => w.i32(AuthCode.CleartextPassword));
+}
+
+export function parameterStatus(name: string, value: string): Buffer {
+  return message(BackendTag.ParameterStatus, (w) => w.cstring(name).cstring(value));
+}
+
+export function backendKeyData(pid: number, secret: number): Buffer {
+  return message(BackendTag.BackendKeyData, (w) => w.i32(pid).i32(secret));
+}
+
+export type TransactionStatus = 'I' | 'T' | 'E';
+
+export function readyForQuery(status: TransactionStatus = 'I'): Buffer {
+  return message(BackendTag.ReadyForQuery, (w) => w.u8(status.charCodeAt(0)));
+}
+
+function noticeFields(tag: number, f: PgErrorFields): Buffer {
+  const severity = f.severity ?? 'ERROR';
+  return message(tag, (w) => {
+    w.u8(0x53).cstring(severity); // S: localized severity
+    w.u8(0x56).cstring(severity); // V: severity, never localized
+    w.u8(0x43).cstring(f.code); // C: SQLSTATE
+    w.u8(0x4d).cstring(f.message); // M
+    if (f.detail !== undefined) w.u8(0x44).cstring(f.detail); // D
+    if (f.hint !== undefined) w.u8(0x48).cstring(f.hint); // H
+    w.u8(0);
+  });
+}
+
+export function errorResponse(f: PgErrorFields): Buffer {
+  return noticeFields(BackendTag.ErrorResponse, f);
+}
+
+export function noticeResponse(f: PgErrorFields): Buffer {
+  return noticeFields(BackendTag.NoticeResponse, { ...f, severity: f.severity ?? 'NOTICE' });
+}
+
+export function commandComplete(tag: string): Buffer {
+  return message(BackendTag.CommandComplete, (w) => w.cstring(tag));
+}
+
+export function emptyQueryResponse(): Buffer {
+  return message(BackendTag.EmptyQueryResponse, () => {});
+}
+
+/** Type OIDs used in RowDescription. */
+export const TypeOid = { int8: 20, int4: 23, text: 25 } as const;
+
+export interface FieldDescription {
+  name: string;
+  typeOid: number;
+  /** pg_type.typlen: -1 for varlena (text), 4 for int4, 8 for int8. */
+  typeLen: number;
+  typeMod?: number;
+}
+
+export function textField(name: string): FieldDescription {
+  return { name, typeOid: TypeOid.text, typeLen: -1 };
+}
+
+export function rowDescription(fields: FieldDescription[]): Buffer {
+  return message(BackendTag.RowDescription, (w) => {
+    w.i16(fields.length);
+    for (const f of fields) {
+      w.cstring(f.name).i32(0).i16(0).i32(f.typeOid).i16(f.typeLen).i32(f.typeMod ?? -1).i16(0);
+    }
+  });
+}
+
+/** One row, values in text form; null is SQL NULL. */
+export function dataRow(values: (string | Uint8Array | null)[]): Buffer {
+  return message(BackendTag.DataRow, (w) => {
+    w.i16(values.length);
+    for (const v of values) {
+      if (v === null) {
+        w.i32(-1);
+      } else {
+        const b = typeof v === 'string' ? Buffer.from(v, 'utf8') : v;
+        w.i32(b.length).bytes(b);
+      }
+    }
+  });
+}
+
+/** CopyBothResponse: overall text format, no columns. */
+export function copyBothResponse(): Buffer {
+  return message(BackendTag.CopyBothResponse, (w) => w.u8(0).i16(0));
+}
+
+/** CopyData around `payload`; the payload is copied once into the message. */
+export function copyData(payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + payload.length);
+  out[0] = BackendTag.CopyData;
+  out.writeInt32BE(4 + payload.length, 1);
+  out.set(payload, 5);
+  return out;
+}
+
+export function copyDone(): Buffer {
+  return message(BackendTag.CopyDone, () => {});
+}
+
+/** NegotiateProtocolVersion: the newest minor version supported and the options not recognised. */
+export function negotiateProtocolVersion(newestMinor: number, unrecognized: string[]): Buffer {
+  return message(BackendTag.NegotiateProtocolVersion, (w) => {
+    w.i32(newestMinor).i32(unrecognized.length);
+    for (const o of unrecognized) w.cstring(o);
+  });
+}

@@ -1,0 +1,203 @@
+// The PostgreSQL-protocol listener: accepts connections, runs start-up,
+// then a simple-query loop dispatching commands. Every failure is answered
+// with an ErrorResponse; nothing a client sends can stop the listener.
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { randomInt } from 'node:crypto';
+import { version } from '../version.js';
+import { ServerConnection, type StartupInfo } from '../pq/connection.js';
+import { FrontendTag } from '../pq/backend.js';
+import { PgError, SqlState } from '../pq/errors.js';
+import { namedTimeline, type ClientSession, type ServerContext } from './context.js';
+import { runQuery } from './commands.js';
+import { toPgError } from './errors.js';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** ParameterStatus values a PostgreSQL 15 walsender announces (fact sheet §1.4). */
+export function serverParams(ctx: ServerContext, info: StartupInfo): Array<[string, string]> {
+  const requested = (info.get('client_encoding') ?? '').toUpperCase().replace(/[-_]/g, '');
+  const clientEncoding = requested === 'UTF8' || requested === 'UNICODE' ? 'UTF8' : 'SQL_ASCII';
+  return [
+    ['application_name', info.applicationName],
+    ['client_encoding', clientEncoding],
+    ['DateStyle', 'ISO, MDY'],
+    ['default_transaction_read_only', 'off'],
+    ['in_hot_standby', 'off'],
+    ['integer_datetimes', 'on'],
+    ['IntervalStyle', 'postgres'],
+    ['is_superuser', 'on'],
+    ['server_encoding', 'SQL_ASCII'],
+    ['server_version', ctx.serverVersion],
+    ['session_authorization', info.user],
+    ['standard_conforming_strings', 'on'],
+    ['TimeZone', 'Etc/UTC'],
+  ];
+}
+
+export function defaultServerVersion(): string {
+  return `15.0 (walkeeper ${version})`;
+}
+
+export class PgServer {
+  private readonly server: Server;
+  private readonly sessions = new Set<ClientSession>();
+  private readonly conns = new Set<ServerConnection>();
+  private nextPid = 1;
+  address: ListenAddress | undefined;
+
+  constructor(private readonly ctx: ServerContext) {
+    this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
+  }
+
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
+  /** Listen; rejects with a one-line error (address in use, not available, ...). */
+  listen(addr: ListenAddress): Promise<ListenAddress> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => reject(listenError('pg', addr, err));
+      this.server.once('error', onError);
+      this.server.listen({ host: addr.host, port: addr.port }, () => {
+        this.server.off('error', onError);
+        this.server.on('error', (err) => this.ctx.log.error({ err }, 'pg listener error'));
+        const a = this.server.address() as AddressInfo;
+        this.address = { host: a.address, port: a.port };
+        resolve(this.address);
+      });
+    });
+  }
+
+  private accept(socket: Socket): void {
+    if (this.ctx.stopping) {
+      socket.destroy();
+      return;
+    }
+    const pid = this.nextPid++;
+    const log = this.ctx.log.child({ conn: pid, remote: `${socket.remoteAddress}:${socket.remotePort}` });
+    const conn = new ServerConnection(socket, {
+      log,
+      validateStartup: (info) => {
+        if (info.replication === 'database') {
+          throw new PgError({ severity: 'FATAL', code: SqlState.FEATURE_NOT_SUPPORTED, message: 'logical replication connections are not supported by walkeeper' });
+        }
+        namedTimeline(info);
+      },
+      serverParams: (info) => serverParams(this.ctx, info),
+      backendKey: { pid, secret: randomInt(0, 0x7fffffff) },
+    });
+    this.conns.add(conn);
+    void this.serve(conn, log).finally(() => {
+      this.conns.delete(conn);
+      conn.dispose();
+    });
+  }
+
+  private async serve(conn: ServerConnection, log: ServerContext['log']): Promise<void> {
+    const info = await conn.handshake();
+    if (!info) {
+      conn.close();
+      await conn.closed;
+      return;
+    }
+    const cs: ClientSession = { ctx: this.ctx, conn, info, named: namedTimeline(info), log };
+    log.debug({ user: info.user, application: info.applicationName, replication: info.replication ?? null, ...cs.named }, 'connection ready');
+    this.sessions.add(cs);
+    try {
+      for (;;) {
+        let m;
+        try {
+          m = await conn.receive();
+        } catch (err) {
+          const e = toPgError(err);
+          if (e) conn.fatal(e);
+          return;
+        }
+        if (m.tag === FrontendTag.Terminate) {
+          conn.close();
+          return;
+        }
+        if (m.tag !== FrontendTag.Query) {
+          conn.fatal(PgError.protocol(`unsupported frontend message type ${describeTag(m.tag)}: only simple queries are accepted`));
+          return;
+        }
+        const nul = m.body.indexOf(0);
+        const query = m.body.subarray(0, nul < 0 ? m.body.length : nul).toString('utf8');
+        try {
+          if (!(await runQuery(cs, query))) return;
+        } catch (err) {
+          const e = toPgError(err, 'ERROR');
+          if (!e) return;
+          if (e.fatal) {
+            conn.fatal(e);
+            return;
+          }
+          conn.sendError(e);
+          conn.readyForQuery();
+        }
+      }
+    } finally {
+      this.sessions.delete(cs);
+      conn.close();
+      await conn.closed;
+    }
+  }
+
+  /** Stop accepting connections (existing ones go on). */
+  stopAccepting(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.server.listening) return resolve();
+      this.server.close(() => resolve());
+    });
+  }
+
+  /** Stop reading from every connection. */
+  pauseAll(): void {
+    for (const c of this.conns) c.socket.pause();
+  }
+
+  /** Close every connection with 57P01, then wait for them to be gone (forcing after `graceMs`). */
+  async closeAll(graceMs = 2000): Promise<void> {
+    const err = new PgError({ severity: 'FATAL', code: SqlState.ADMIN_SHUTDOWN, message: 'terminating connection due to administrator command' });
+    const all = [...this.conns];
+    for (const c of all) c.fatal(err);
+    const timer = setTimeout(() => {
+      for (const c of all) c.destroy();
+    }, graceMs);
+    await Promise.all(all.map((c) => c.closed));
+    clearTimeout(timer);
+  }
+}
+
+function describeTag(tag: number): string {
+  return tag >= 0x20 && tag < 0x7f ? `'${String.fromCharCode(tag)}'` : `0x${tag.toString(16).padStart(2, '0')}`;
+}
+
+/** A listen failure as one readable line. */
+export function listenError(what: string, addr: ListenAddress, err: NodeJS.ErrnoException): Error {
+  const where = `${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}`;
+  let why: string;
+  switch (err.code) {
+    case 'EADDRINUSE':
+      why = 'address already in use (is another walkeeper or server running there?)';
+      break;
+    case 'EADDRNOTAVAIL':
+      why = 'address not available on this machine';
+      break;
+    case 'EACCES':
+      why = 'permission denied';
+      break;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      why = 'host name not found';
+      break;
+    default:
+      why = err.message;
+  }
+  const e = new Error(`cannot listen for ${what} connections on ${where}: ${why}`) as NodeJS.ErrnoException;
+  e.code = err.code;
+  return e;
+}

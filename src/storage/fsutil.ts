@@ -1,0 +1,73 @@
+// Small durable-filesystem helpers: fsync of directories, atomic durable
+// file replacement, durable directory creation. Every durability point of
+// the daemon goes through src/storage/, most of them through here.
+import { closeSync, fsync, fsyncSync, mkdirSync, openSync, renameSync, writeSync, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/** fsync a directory, so that entries created, renamed or removed in it are durable. */
+export function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** fsync on the thread pool. */
+export function fsyncAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Write all of `bytes` at `position` (loops over short writes). */
+export function writeFullySync(fd: number, bytes: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < bytes.length) {
+    const n = writeSync(fd, bytes, done, bytes.length - done, position + done);
+    if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+    done += n;
+  }
+}
+
+export interface DurableWriteOptions {
+  /** Skip the fsyncs (the rename is still atomic). */
+  noSync?: boolean;
+  /** Temporary file name; default `<path>.partial`. */
+  tempPath?: string;
+  mode?: number;
+}
+
+/**
+ * Replace `path` with `bytes` atomically and durably: write a temp file,
+ * fsync it, rename it over `path`, fsync the directory.
+ */
+export function writeFileDurableSync(path: string, bytes: Uint8Array, opts: DurableWriteOptions = {}): void {
+  const temp = opts.tempPath ?? `${path}.partial`;
+  const fd = openSync(temp, 'w', opts.mode ?? 0o600);
+  try {
+    writeFullySync(fd, bytes, 0);
+    if (!opts.noSync) fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, path);
+  if (!opts.noSync) fsyncDirSync(dirname(path));
+}
+
+/**
+ * Create `dir` and any missing parents, fsyncing each parent that got a new
+ * entry, so the directory survives a crash. Returns true when it was created.
+ */
+export function mkdirDurableSync(dir: string, opts: { noSync?: boolean; mode?: number } = {}): boolean {
+  if (existsSync(dir)) return false;
+  const parent = dirname(dir);
+  if (parent !== dir) mkdirDurableSync(parent, opts);
+  try {
+    mkdirSync(dir, { mode: opts.mode ?? 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+  if (!opts.noSync) fsyncDirSync(parent);
+  return true;
+}

@@ -1,0 +1,326 @@
+// WAL segment files of one timeline directory.
+//
+// * A segment is created as `<name>.partial.tmp`, filled with zeros to its
+//   full size, renamed to `<name>.partial`; the directory fsync that makes
+//   the name durable happens in the next sync(), before any byte in it is
+//   acknowledged.
+// * write() is a plain synchronous pwrite into the preallocated file: the
+//   bytes are in the page cache, not yet durable.
+// * sync() makes every write done before it durable: fdatasync of each
+//   segment written since the last sync (on the thread pool, so the event
+//   loop keeps reading sockets), then `<name>.partial` → `<name>` for the
+//   segments whose last byte has been written, then a directory fsync when
+//   a name changed.
+// * truncate() discards WAL from an LSN on, durably, before returning.
+//
+// With `noSync` the fsyncs are skipped; names still change atomically.
+import { closeSync, existsSync, fdatasync, fsyncSync, fdatasyncSync, openSync, readdirSync, renameSync, unlinkSync, fstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseSegmentFileName, segmentFileName, segmentNumber, segmentOffset, segmentStart, type Lsn } from '../lsn.js';
+import { fsyncAsync, writeFullySync } from './fsutil.js';
+
+const PARTIAL = '.partial';
+const TEMP = '.partial.tmp';
+const ZERO_CHUNK = Buffer.alloc(1 << 20);
+
+export interface WalSegmentsOptions {
+  dir: string;
+  walSegSize: number;
+  /** PostgreSQL TimeLineID used in new segment names. */
+  timeline: number;
+  noSync?: boolean;
+}
+
+interface OpenSegment {
+  segno: bigint;
+  fd: number;
+  /** File name without `.partial`. */
+  name: string;
+  partial: boolean;
+  /** Written since its last fdatasync started. */
+  dirty: boolean;
+  /** Its last byte has been written: rename once synced. */
+  full: boolean;
+  /** Removed by a truncation: close when no sync uses it any more. */
+  retired: boolean;
+  /** Syncs in flight using this fd. */
+  inflight: number;
+}
+
+function fdatasyncAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Bytes of a write split at segment boundaries. */
+export interface SegmentPiece {
+  segno: bigint;
+  offset: number;
+  from: number;
+  length: number;
+}
+
+/** Split a write of `length` bytes at `lsn` into per-segment pieces (segment math from lsn.ts). */
+export function splitBySegment(lsn: Lsn, length: number, walSegSize: number): SegmentPiece[] {
+  const pieces: SegmentPiece[] = [];
+  let pos = lsn;
+  let from = 0;
+  while (from < length) {
+    const segno = segmentNumber(pos, walSegSize);
+    const offset = segmentOffset(pos, walSegSize);
+    const n = Math.min(walSegSize - offset, length - from);
+    pieces.push({ segno, offset, from, length: n });
+    from += n;
+    pos += BigInt(n);
+  }
+  return pieces;
+}
+
+export class WalSegments {
+  readonly dir: string;
+  readonly walSegSize: number;
+  readonly noSync: boolean;
+  private tli: number;
+  private readonly open = new Map<bigint, OpenSegment>();
+  private dirFd: number;
+  private dirDirty = false;
+  private closed = false;
+
+  constructor(opts: WalSegmentsOptions) {
+    this.dir = opts.dir;
+    this.walSegSize = opts.walSegSize;
+    this.tli = opts.timeline;
+    this.noSync = opts.noSync ?? false;
+    this.dirFd = openSync(this.dir, 'r');
+    this.removeTempFiles();
+  }
+
+  get timeline(): number {
+    return this.tli;
+  }
+
+  /** Name new segments with another TimeLineID from now on (open segments keep their files). */
+  setTimeline(tli: number): void {
+    this.tli = tli;
+  }
+
+  /** Leftovers of a segment creation interrupted by a crash. */
+  private removeTempFiles(): void {
+    for (const f of readdirSync(this.dir)) {
+      if (f.endsWith(TEMP)) unlinkSync(join(this.dir, f));
+    }
+  }
+
+  /** Segment files present in the directory with their segment numbers. */
+  listFiles(): Array<{ file: string; segno: bigint; partial: boolean; timeline: number }> {
+    const out: Array<{ file: string; segno: bigint; partial: boolean; timeline: number }> = [];
+    for (const f of readdirSync(this.dir)) {
+      const p = parseSegmentFileName(f, this.walSegSize);
+      if (p) out.push({ file: f, segno: p.segno, partial: p.partial, timeline: p.timeline });
+    }
+    return out;
+  }
+
+  /** Write `bytes` at `lsn`; may cross segment boundaries. Not durable until sync(). Throws on I/O errors. */
+  write(lsn: Lsn, bytes: Uint8Array): void {
+    if (this.closed) throw new Error('WAL segments already closed');
+    for (const p of splitBySegment(lsn, bytes.length, this.walSegSize)) {
+      const seg = this.segment(p.segno);
+      writeFullySync(seg.fd, bytes.subarray(p.from, p.from + p.length), p.offset);
+      seg.dirty = true;
+      if (p.offset + p.length === this.walSegSize) seg.full = true;
+    }
+  }
+
+  /** The open segment `segno`, opening or creating its file. */
+  private segment(segno: bigint): OpenSegment {
+    const have = this.open.get(segno);
+    if (have && !have.retired) return have;
+    const name = segmentFileName(this.tli, segno, this.walSegSize);
+    let partial = true;
+    let path = join(this.dir, name + PARTIAL);
+    let fd: number;
+    if (existsSync(path)) {
+      fd = openSync(path, 'r+');
+    } else if (existsSync(join(this.dir, name))) {
+      partial = false;
+      path = join(this.dir, name);
+      fd = openSync(path, 'r+');
+    } else {
+      fd = this.create(name);
+    }
+    // A file shorter than a segment (not made by us) is extended with zeros first.
+    const size = fstatSync(fd).size;
+    if (size < this.walSegSize) this.zeroFill(fd, size, this.walSegSize);
+    const seg: OpenSegment = { segno, fd, name, partial, dirty: false, full: false, retired: false, inflight: 0 };
+    this.open.set(segno, seg);
+    this.closeOldSegments(segno);
+    return seg;
+  }
+
+  /** Create `<name>.partial` zero-filled to the segment size, through a temp name. */
+  private create(name: string): number {
+    const temp = join(this.dir, name + TEMP);
+    const fd = openSync(temp, 'w+', 0o600);
+    try {
+      this.zeroFill(fd, 0, this.walSegSize);
+      renameSync(temp, join(this.dir, name + PARTIAL));
+    } catch (err) {
+      closeSync(fd);
+      try {
+        unlinkSync(temp);
+      } catch {
+        /* ignore */
+      }
+      throw err;
+    }
+    this.dirDirty = true;
+    return fd;
+  }
+
+  private zeroFill(fd: number, from: number, to: number): void {
+    for (let pos = from; pos < to; ) {
+      const n = Math.min(ZERO_CHUNK.length, to - pos);
+      writeFullySync(fd, ZERO_CHUNK.subarray(0, n), pos);
+      pos += n;
+    }
+  }
+
+  /** Keep at most the current and the previous segment open; close older clean ones. */
+  private closeOldSegments(current: bigint): void {
+    for (const seg of this.open.values()) {
+      if (seg.segno < current - 1n && !seg.dirty && seg.inflight === 0 && !(seg.full && seg.partial)) this.closeSegment(seg);
+    }
+  }
+
+  private closeSegment(seg: OpenSegment): void {
+    if (this.open.get(seg.segno) === seg) this.open.delete(seg.segno);
+    if (seg.inflight === 0 && seg.fd >= 0) {
+      closeSync(seg.fd);
+      seg.fd = -1;
+    } else {
+      seg.retired = true;
+    }
+  }
+
+  /** Whether a sync() would have anything to do. */
+  get needsSync(): boolean {
+    if (this.dirDirty) return true;
+    for (const seg of this.open.values()) if (seg.dirty || (seg.full && seg.partial)) return true;
+    return false;
+  }
+
+  /**
+   * Make every write done before this call durable, and rename completed
+   * segments. Writes may continue meanwhile; they are covered by the next
+   * sync. Throws on an I/O error: the caller must treat the WAL as suspect.
+   */
+  async sync(): Promise<void> {
+    const segs = [...this.open.values()].filter((s) => s.dirty || (s.full && s.partial));
+    let dirDirty = this.dirDirty;
+    this.dirDirty = false;
+    for (const s of segs) {
+      s.dirty = false;
+      s.inflight++;
+    }
+    try {
+      if (!this.noSync) await Promise.all(segs.map((s) => fdatasyncAsync(s.fd)));
+    } finally {
+      for (const s of segs) {
+        s.inflight--;
+        if (s.retired && s.inflight === 0 && s.fd >= 0) {
+          closeSync(s.fd);
+          s.fd = -1;
+        }
+      }
+    }
+    // Names change only once the data under them is durable.
+    for (const s of segs) {
+      if (s.retired || !s.full || !s.partial) continue;
+      renameSync(join(this.dir, s.name + PARTIAL), join(this.dir, s.name));
+      s.partial = false;
+      dirDirty = true;
+    }
+    if (dirDirty && !this.noSync) await fsyncAsync(this.dirFd);
+  }
+
+  /**
+   * Synchronous sync(): every write so far is durable when this returns.
+   * Blocks the event loop (used before a vote or an epoch switch is persisted).
+   */
+  syncNow(): void {
+    let dirDirty = this.dirDirty;
+    this.dirDirty = false;
+    for (const s of this.open.values()) {
+      if (s.dirty) {
+        s.dirty = false;
+        if (!this.noSync) fdatasyncSync(s.fd);
+      }
+    }
+    for (const s of this.open.values()) {
+      if (!s.full || !s.partial) continue;
+      renameSync(join(this.dir, s.name + PARTIAL), join(this.dir, s.name));
+      s.partial = false;
+      dirDirty = true;
+    }
+    if (dirDirty && !this.noSync) fsyncSync(this.dirFd);
+  }
+
+  /**
+   * Discard all WAL at and after `lsn`, durably: WAL written before it is
+   * synced first, the rest of the segment holding `lsn` is zeroed (and the
+   * segment goes back to `.partial`), later segments are removed, and the
+   * directory is fsynced. Synchronous: returns once all of it is on disk.
+   */
+  truncate(lsn: Lsn): void {
+    const segno = segmentNumber(lsn, this.walSegSize);
+    const offset = segmentOffset(lsn, this.walSegSize);
+    // Everything before the cut becomes durable (the caller then counts it as synced).
+    for (const seg of this.open.values()) {
+      if (seg.segno < segno && seg.dirty && !this.noSync) fdatasyncSync(seg.fd);
+      if (seg.segno < segno) seg.dirty = false;
+    }
+    for (const seg of [...this.open.values()]) {
+      if (seg.segno > segno || (seg.segno === segno && offset === 0)) this.closeSegment(seg);
+    }
+    for (const f of this.listFiles()) {
+      if (f.segno > segno || (f.segno === segno && offset === 0)) {
+        unlinkSync(join(this.dir, f.file));
+        this.dirDirty = true;
+      }
+    }
+    if (offset > 0) {
+      const name = segmentFileName(this.tli, segno, this.walSegSize);
+      const hasPartial = existsSync(join(this.dir, name + PARTIAL));
+      const hasFull = existsSync(join(this.dir, name));
+      if (hasPartial || hasFull) {
+        const seg = this.segment(segno);
+        this.zeroFill(seg.fd, offset, this.walSegSize);
+        if (!this.noSync) fdatasyncSync(seg.fd);
+        seg.dirty = false;
+        seg.full = false;
+        if (!seg.partial) {
+          renameSync(join(this.dir, name), join(this.dir, name + PARTIAL));
+          seg.partial = true;
+          this.dirDirty = true;
+        }
+      }
+    }
+    // Segments before the cut that completed but were not renamed yet keep their state: sync() renames them.
+    if (this.dirDirty && !this.noSync) fsyncSync(this.dirFd);
+    this.dirDirty = false;
+  }
+
+  /** Close every file (after a final sync when the caller wants one). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const seg of [...this.open.values()]) this.closeSegment(seg);
+    closeSync(this.dirFd);
+    this.dirFd = -1;
+  }
+
+  /** Start LSN of segment `segno` (for callers mapping file names back to positions). */
+  segmentStart(segno: bigint): Lsn {
+    return segmentStart(segno, this.walSegSize);
+  }
+}
