@@ -1,0 +1,278 @@
+// The COPY BOTH phase of START_REPLICATION: WAL out as XLogData, keepalives,
+// and the client's status updates and feedback in. Two loops share one
+// stream: the send loop reads WAL from the source and writes it (waiting for
+// the socket to drain, or for the source to get more WAL), the receive loop
+// reads the client's messages. Whichever sees the end first settles the
+// outcome and wakes the other; nothing here polls.
+import type { Lsn } from '../lsn.js';
+import type { ClientMessage, ReplicationConnection } from './connection.js';
+import { ReplicationError, ReplState } from './errors.js';
+import {
+  allocXLogData,
+  decodeClientCopyData,
+  feedbackFromLegacy,
+  feedbackFromPg,
+  keepaliveMessage,
+  pgNow,
+  StreamMessageError,
+  XLOGDATA_WAL_OFFSET,
+} from './messages.js';
+import { copyDone } from './pq.js';
+import { WalReadError, WalSegmentMissingError, type ReaderHandle, type WaitTarget, type WalSource } from './source.js';
+
+/** PostgreSQL sends at most this much WAL per XLogData (16 pages of 8 KiB). */
+export const MAX_SEND_SIZE = 128 * 1024;
+const XLOG_BLCKSZ = 8192n;
+
+export interface StreamPlan {
+  /** First byte to send: the first XLogData starts exactly here. */
+  startLsn: Lsn;
+  /** Send CopyDone once everything before this position is sent; null = follow the WAL until the client stops. */
+  endLsn: Lsn | null;
+  /** The position that bounds what may be sent: commit for readers, flush for a recovering proposer. */
+  follow: WaitTarget;
+}
+
+export interface SenderOptions {
+  /** Send a keepalive after this long without sending anything (default 10 s). */
+  keepaliveIntervalMs?: number;
+  /** End the stream after this long without any message from the client (default 60 s, 0 = never). */
+  timeoutMs?: number;
+  /** The daemon is shutting down: end the stream the way PostgreSQL does. */
+  shutdown?: AbortSignal;
+  /** Clock, as a PostgreSQL timestamp (tests). */
+  now?: () => bigint;
+}
+
+export type CloseReason = 'terminate' | 'eof' | 'shutdown' | 'timeout';
+
+export type StreamOutcome =
+  /** Both sides sent CopyDone; the caller sends the command results and ReadyForQuery. */
+  | { kind: 'done'; sentLsn: Lsn }
+  /** An error to report (ErrorResponse, then ReadyForQuery unless it is FATAL). Nothing of it was sent yet. */
+  | { kind: 'error'; error: ReplicationError; sentLsn: Lsn }
+  /** The session is over; on 'shutdown' the caller sends CommandComplete "COPY 0" before closing. */
+  | { kind: 'closed'; reason: CloseReason; sentLsn: Lsn };
+
+const TAG_COPY_DATA = 0x64; // 'd'
+const TAG_COPY_DONE = 0x63; // 'c'
+const TAG_TERMINATE = 0x58; // 'X'
+
+function describeTag(t: number): string {
+  return t >= 0x20 && t < 0x7f ? String.fromCharCode(t) : `\\x${t.toString(16).padStart(2, '0')}`;
+}
+
+/** How a failed WAL read is reported: PostgreSQL's wording for a removed segment. */
+export function readFailure(err: unknown): ReplicationError {
+  if (err instanceof WalSegmentMissingError) {
+    return new ReplicationError(ReplState.UNDEFINED_FILE, `requested WAL segment ${err.segmentName} has already been removed`);
+  }
+  if (err instanceof WalReadError) return new ReplicationError(err.short ? ReplState.DATA_CORRUPTED : ReplState.IO_ERROR, err.message);
+  return new ReplicationError(ReplState.INTERNAL_ERROR, `could not read WAL: ${(err as Error)?.message ?? String(err)}`);
+}
+
+class WalStream {
+  private sent: Lsn;
+  private doneSending = false;
+  private outcome: StreamOutcome | null = null;
+  private readonly ac = new AbortController();
+  private readonly aborted: Promise<void>;
+  private lastSendMs = Date.now();
+  private lastRecvMs = Date.now();
+  private readonly keepaliveMs: number;
+  private readonly timeoutMs: number;
+  private readonly now: () => bigint;
+
+  constructor(
+    private readonly conn: ReplicationConnection,
+    private readonly source: WalSource,
+    private readonly reader: ReaderHandle,
+    private readonly plan: StreamPlan,
+    private readonly opts: SenderOptions,
+  ) {
+    this.sent = plan.startLsn;
+    this.keepaliveMs = opts.keepaliveIntervalMs ?? 10_000;
+    this.timeoutMs = opts.timeoutMs ?? 60_000;
+    this.now = opts.now ?? pgNow;
+    this.aborted = new Promise((resolve) => this.ac.signal.addEventListener('abort', () => resolve(), { once: true }));
+  }
+
+  async run(): Promise<StreamOutcome> {
+    const shutdown = this.opts.shutdown;
+    const onShutdown = (): void => this.finish({ kind: 'closed', reason: 'shutdown', sentLsn: this.sent });
+    if (shutdown?.aborted) onShutdown();
+    else shutdown?.addEventListener('abort', onShutdown, { once: true });
+    const tick = Math.max(5, Math.floor(Math.min(this.keepaliveMs, this.timeoutMs > 0 ? this.timeoutMs / 2 : Infinity) / 2));
+    const timer = setInterval(() => this.onTick(), tick);
+    timer.unref();
+    try {
+      await Promise.all([this.guard(() => this.sendLoop()), this.guard(() => this.receiveLoop())]);
+    } finally {
+      clearInterval(timer);
+      shutdown?.removeEventListener('abort', onShutdown);
+    }
+    return this.outcome ?? { kind: 'closed', reason: 'eof', sentLsn: this.sent };
+  }
+
+  private async guard(loop: () => Promise<void>): Promise<void> {
+    try {
+      await loop();
+    } catch (err) {
+      this.finish({ kind: 'error', error: new ReplicationError(ReplState.INTERNAL_ERROR, (err as Error)?.message ?? String(err)), sentLsn: this.sent });
+    }
+  }
+
+  /** The first outcome wins; both loops are woken to stop. */
+  private finish(outcome: StreamOutcome): void {
+    if (this.outcome) return;
+    this.outcome = outcome;
+    this.ac.abort();
+  }
+
+  private write(bytes: Uint8Array): boolean {
+    this.lastSendMs = Date.now();
+    return this.conn.send(bytes);
+  }
+
+  private sendKeepalive(replyRequested: boolean): void {
+    this.write(keepaliveMessage(this.sent, this.now(), replyRequested));
+  }
+
+  /** Our CopyDone: after it, no more CopyData from us. */
+  private endSending(): void {
+    if (this.doneSending) return;
+    this.doneSending = true;
+    this.write(copyDone());
+  }
+
+  private onTick(): void {
+    if (this.outcome) return;
+    const now = Date.now();
+    const quiet = now - this.lastRecvMs;
+    if (this.timeoutMs > 0 && quiet >= this.timeoutMs) {
+      this.finish({ kind: 'closed', reason: 'timeout', sentLsn: this.sent });
+      return;
+    }
+    if (!this.doneSending && now - this.lastSendMs >= this.keepaliveMs) {
+      this.sendKeepalive(this.timeoutMs > 0 && quiet >= this.timeoutMs / 2);
+    }
+  }
+
+  /** Where sending must stop for now. */
+  private limit(): Lsn {
+    const pos = this.plan.follow === 'commit' ? this.source.commitLsn() : this.source.flushLsn();
+    const end = this.plan.endLsn;
+    return end !== null && end < pos ? end : pos;
+  }
+
+  private async sendLoop(): Promise<void> {
+    const signal = this.ac.signal;
+    while (!this.outcome && !this.doneSending) {
+      const end = this.plan.endLsn;
+      if (end !== null && this.sent >= end) {
+        this.endSending();
+        return;
+      }
+      const limit = this.limit();
+      if (this.sent >= limit) {
+        await this.source.waitFor(this.sent, this.plan.follow, signal);
+        continue;
+      }
+      // As PostgreSQL: up to 128 KiB; when more is pending, cut at a page boundary.
+      let upto = this.sent + BigInt(MAX_SEND_SIZE);
+      if (limit <= upto) upto = limit;
+      else upto -= upto % XLOG_BLCKSZ;
+      const n = Number(upto - this.sent);
+      const msg = allocXLogData(this.sent, limit, this.now(), n);
+      try {
+        let got = 0;
+        while (got < n) {
+          const r = await this.source.read(this.sent + BigInt(got), msg.subarray(XLOGDATA_WAL_OFFSET + got, XLOGDATA_WAL_OFFSET + n));
+          if (!(r > 0)) throw new Error(`WAL source returned ${r} bytes at ${this.sent + BigInt(got)}`);
+          got += r;
+        }
+      } catch (err) {
+        this.finish({ kind: 'error', error: readFailure(err), sentLsn: this.sent });
+        return;
+      }
+      // The client may have ended the stream while we were reading.
+      if (this.outcome || this.doneSending) return;
+      const ok = this.write(msg);
+      this.sent = upto;
+      this.reader.sent(upto);
+      if (!ok) await Promise.race([this.conn.drain(), this.aborted]);
+    }
+  }
+
+  private async receiveLoop(): Promise<void> {
+    const signal = this.ac.signal;
+    while (!this.outcome) {
+      let msg: ClientMessage | null;
+      try {
+        msg = await this.conn.nextMessage(signal);
+      } catch (err) {
+        if (this.outcome) return;
+        throw err;
+      }
+      if (this.outcome) return;
+      if (msg === null) {
+        this.finish({ kind: 'closed', reason: 'eof', sentLsn: this.sent });
+        return;
+      }
+      this.lastRecvMs = Date.now();
+      switch (msg.tag) {
+        case TAG_COPY_DATA:
+          this.onCopyData(msg.body);
+          break;
+        case TAG_COPY_DONE:
+          // The client is done: answer with our CopyDone (unless sent already); COPY is over.
+          this.endSending();
+          this.finish({ kind: 'done', sentLsn: this.sent });
+          return;
+        case TAG_TERMINATE:
+          this.finish({ kind: 'closed', reason: 'terminate', sentLsn: this.sent });
+          return;
+        default:
+          this.protocolViolation(`unexpected message type "${describeTag(msg.tag)}"`);
+          return;
+      }
+    }
+  }
+
+  private protocolViolation(message: string): void {
+    this.finish({ kind: 'error', error: new ReplicationError(ReplState.PROTOCOL_VIOLATION, message, { severity: 'FATAL' }), sentLsn: this.sent });
+  }
+
+  private onCopyData(body: Uint8Array): void {
+    let m;
+    try {
+      m = decodeClientCopyData(body);
+    } catch (err) {
+      if (err instanceof StreamMessageError) {
+        this.protocolViolation(err.message);
+        return;
+      }
+      throw err;
+    }
+    switch (m.kind) {
+      case 'status':
+        this.reader.update({ writeLsn: m.msg.writeLsn, flushLsn: m.msg.flushLsn, applyLsn: m.msg.applyLsn, clientTime: m.msg.clientTime });
+        if (m.msg.replyRequested && !this.doneSending) this.sendKeepalive(false);
+        break;
+      case 'hs':
+        this.reader.feedback(feedbackFromPg(m.msg));
+        break;
+      case 'legacy-hs':
+        this.reader.feedback(feedbackFromLegacy(m.msg));
+        break;
+    }
+  }
+}
+
+/**
+ * Run the COPY BOTH phase after CopyBothResponse was sent. Returns once the
+ * stream is over; the caller sends what comes after (see StreamOutcome).
+ */
+export function streamWal(conn: ReplicationConnection, source: WalSource, reader: ReaderHandle, plan: StreamPlan, opts: SenderOptions = {}): Promise<StreamOutcome> {
+  return new WalStream(conn, source, reader, plan, opts).run();
+}
