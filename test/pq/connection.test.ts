@@ -1,7 +1,7 @@
 // The server side of a connection over a real socket: start-up with SSL and
 // GSSENC refusal, options, authentication, ParameterStatus, errors, size
 // limits, Terminate — against raw bytes and against node-postgres.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import pg from 'pg';
 import { silentLogger } from '../../src/log.js';
@@ -17,7 +17,7 @@ interface TestServer {
   server: Server;
 }
 
-async function serve(t: Tap.Test, opts: { auth?: Authenticator; maxMessage?: number } = {}): Promise<TestServer> {
+async function serve(t: Test, opts: { auth?: Authenticator; maxMessage?: number } = {}): Promise<TestServer> {
   const seen: StartupInfo[] = [];
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     const conn = new ServerConnection(socket, {
@@ -65,13 +65,6 @@ async function serve(t: Tap.Test, opts: { auth?: Authenticator; maxMessage?: num
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
   return { port: (server.address() as AddressInfo).port, seen, server };
-}
-
-declare global {
-  // eslint-disable-next-line @typescript-eslint/no-namespace
-  namespace Tap {
-    type Test = import('tap').Test;
-  }
 }
 
 t.test('SSLRequest and GSSENCRequest get N, then start-up completes', async (t) => {
