@@ -322,11 +322,16 @@ export class TsWalScanner implements WalScanner {
     return p;
   }
 
-  takeRecords(nextCapacity?: number): WalRecordInfo[] {
+  takeRecords(): WalRecordInfo[] {
     const r = this.out;
     this.out = [];
-    if (this.maxCap > 0) this.outCap = capacityFor(nextCapacity, this.maxCap);
     return r;
+  }
+
+  setRecordCapacity(capacity: number): void {
+    if (this.maxCap === 0) return;
+    if (this.out.length > 0) throw new Error('setRecordCapacity: take the pending records first');
+    this.outCap = capacityFor(capacity, this.maxCap);
   }
 
   get stopReason(): StopReason {

@@ -95,12 +95,13 @@ export interface WalScanner {
    * then take the records and feed the rest again.
    */
   feed(chunk: Uint8Array): number;
+  /** Drain the records collected so far (walker mode). */
+  takeRecords(): WalRecordInfo[];
   /**
-   * Drain the records collected so far (walker mode). `nextCapacity` (at most
-   * the configured recordCapacity) bounds how many records the scanner reads
-   * before it pauses again.
+   * Walker mode: pause after this many more records (1 .. the configured
+   * recordCapacity); drains nothing, so call it after takeRecords().
    */
-  takeRecords(nextCapacity?: number): WalRecordInfo[];
+  setRecordCapacity(capacity: number): void;
   readonly stopReason: StopReason;
   readonly stopped: boolean;
   /** End of WAL so far = MAXALIGN(end of the last valid record), or the next segment start after a SWITCH. */
@@ -161,8 +162,7 @@ interface XlogExports extends WasmExports {
 const COPY_CHUNK = 1 << 20;
 
 /** The record area's next capacity: as asked, within 1 .. the configured one. */
-export function capacityFor(asked: number | undefined, configured: number): number {
-  if (asked === undefined) return configured;
+export function capacityFor(asked: number, configured: number): number {
   return Math.max(1, Math.min(configured, Math.floor(asked)));
 }
 
@@ -172,6 +172,7 @@ export class WasmWalScanner implements WalScanner {
   private readonly w: XlogExports;
   private out: WasmBuffer | undefined;
   private outCap: number;
+  private nextCap: number;
   private scratch: WasmBuffer | undefined;
 
   constructor(o: ScannerOptions) {
@@ -179,7 +180,7 @@ export class WasmWalScanner implements WalScanner {
     this.w = wasm<XlogExports>();
     this.handle = this.w.xlogScannerNew(o.walSegSize, o.startLsn, o.prevLsn ?? 0n, o.startKind === 'page' ? 0 : 1);
     if (!this.handle) throw new RangeError('invalid scanner configuration');
-    this.outCap = o.recordCapacity ?? 0;
+    this.outCap = this.nextCap = o.recordCapacity ?? 0;
     if (this.outCap > 0) {
       this.out = new WasmBuffer(this.outCap * RECORD_ENTRY_SIZE);
       this.w.xlogScannerSetOutput(this.handle, this.out.ptr, this.outCap);
@@ -205,14 +206,22 @@ export class WasmWalScanner implements WalScanner {
     return done;
   }
 
-  takeRecords(nextCapacity?: number): WalRecordInfo[] {
+  takeRecords(): WalRecordInfo[] {
     if (!this.out) return [];
     const n = this.w.xlogScannerOutputCount(this.handle);
     const view = new DataView(this.w.memory.buffer, this.out.ptr, n * RECORD_ENTRY_SIZE);
     const records: WalRecordInfo[] = [];
     for (let i = 0; i < n; i++) records.push(decodeRecordEntry(view, i * RECORD_ENTRY_SIZE));
-    this.w.xlogScannerSetOutput(this.handle, this.out.ptr, capacityFor(nextCapacity, this.outCap));
+    this.w.xlogScannerSetOutput(this.handle, this.out.ptr, this.nextCap);
     return records;
+  }
+
+  setRecordCapacity(capacity: number): void {
+    if (!this.out) return;
+    const n = this.w.xlogScannerOutputCount(this.handle);
+    if (n > 0) throw new Error('setRecordCapacity: take the pending records first');
+    this.nextCap = capacityFor(capacity, this.outCap);
+    this.w.xlogScannerSetOutput(this.handle, this.out.ptr, this.nextCap);
   }
 
   get stopReason(): StopReason {

@@ -37,9 +37,10 @@ export async function walkRecords(dir: string, opts: WalkOptions = {}): Promise<
   // The record area is sized to what is still wanted, so the scanner pauses
   // right after the last record returned and its end is where the next starts.
   const take = (): boolean => {
-    const batch = scanner.takeRecords(Math.max(1, Math.min(BATCH, limit - records.length)));
-    for (const r of batch) if (r.lsn >= start.startLsn) records.push(r);
-    return records.length < limit;
+    for (const r of scanner.takeRecords()) if (r.lsn >= start.startLsn) records.push(r);
+    if (records.length >= limit) return false;
+    scanner.setRecordCapacity(limit - records.length);
+    return true;
   };
   try {
     await driveScan(set, scanner, { fromLsn: feedStart(start.startLsn), onRecordsFull: take });

@@ -1,5 +1,8 @@
 // Feeding the same bytes, in the same chunks, to the wasm scanner and its TS
 // twin, and summarising what each reported.
+import { readFileSync } from 'node:fs';
+import { segmentStart } from '../../src/lsn.js';
+import { openWalDir } from '../../src/wal/segments.js';
 import { TsWalScanner } from '../../src/hot/xlog-ts.js';
 import { StopReason, WasmWalScanner, type ScannerOptions, type WalRecordInfo, type WalScanner } from '../../src/hot/xlog.js';
 
@@ -66,6 +69,47 @@ export function scan(impl: Impl, opts: ScannerOptions, data: Uint8Array, plan: n
       recordCount: s.recordCount,
       position: s.position,
     };
+    if (opts.recordCapacity) summary.records = records;
+    return summary;
+  } finally {
+    s.free();
+  }
+}
+
+/**
+ * Scan a directory's consecutive segments (as findWalEnd does) with either
+ * implementation, in random chunks; files are read whole (test sizes only).
+ */
+export async function scanDir(
+  impl: Impl,
+  dir: string,
+  opts: { walSegSize?: number; timeline?: number; seed?: number; maxChunk?: number; recordCapacity?: number } = {},
+): Promise<ScanSummary> {
+  const set = await openWalDir(dir, opts);
+  const start = segmentStart(set.lowestSegno, set.walSegSize);
+  const s = makeScanner(impl, { walSegSize: set.walSegSize, startLsn: start, startKind: 'page', recordCapacity: opts.recordCapacity });
+  const random = rng(opts.seed ?? 1);
+  const records: WalRecordInfo[] = [];
+  try {
+    for (let segno = set.lowestSegno; !s.stopped; segno++) {
+      const file = set.fileFor(segno);
+      if (!file) break;
+      const data = readFileSync(file.path);
+      if (data.length === 0) break;
+      let off = 0;
+      for (const len of chunkPlan(data.length, { random, max: opts.maxChunk ?? 1 << 16 })) {
+        let piece = data.subarray(off, off + len);
+        off += len;
+        while (piece.length > 0 && !s.stopped) {
+          const used = s.feed(piece);
+          piece = piece.subarray(used);
+          if (piece.length > 0 && !s.stopped) records.push(...s.takeRecords());
+        }
+        if (s.stopped) break;
+      }
+    }
+    records.push(...s.takeRecords());
+    const summary: ScanSummary = { endLsn: s.endLsn, lastRecordLsn: s.lastRecordLsn, stopReason: s.stopReason, recordCount: s.recordCount, position: s.position };
     if (opts.recordCapacity) summary.records = records;
     return summary;
   } finally {
