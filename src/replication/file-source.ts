@@ -103,43 +103,54 @@ export class FileWalSource implements WalSource {
   }
 
   async read(lsn: Lsn, buf: Uint8Array): Promise<number> {
-    const segno = segmentNumber(lsn, this.walSegSize);
-    const offset = segmentOffset(lsn, this.walSegSize);
-    const want = Math.min(buf.length, this.walSegSize - offset);
-    if (want <= 0) return 0;
-    let fh: FileHandle | undefined;
-    let name = segmentFileName(this.pgTimeline, segno, this.walSegSize);
-    outer: for (const tli of await this.candidateTimelines()) {
-      const base = segmentFileName(tli, segno, this.walSegSize);
-      // `.partial` first, then the full name; a rename in between is
-      // caught by trying `.partial` last once more.
-      for (const file of [base + '.partial', base, base + '.partial']) {
-        try {
-          fh = await open(join(this.dir, file), 'r');
-          name = base;
-          break outer;
-        } catch (err) {
-          if (!isNotFound(err)) throw new WalReadError(base, offset, `could not open file "${file}": ${(err as Error).message}`);
-        }
+    return readSegmentFile(this.dir, this.walSegSize, await this.candidateTimelines(), lsn, buf);
+  }
+}
+
+/**
+ * Read WAL at `lsn` from the segment files in `dir` into `buf`: at most to
+ * the end of that segment. For each timeline in `timelines` (newest first)
+ * it tries `<name>.partial`, then `<name>`. The WalSource.read() contract:
+ * WalSegmentMissingError when no file has the segment, WalReadError when a
+ * file cannot be read or is too short.
+ */
+export async function readSegmentFile(dir: string, walSegSize: number, timelines: readonly number[], lsn: Lsn, buf: Uint8Array): Promise<number> {
+  const segno = segmentNumber(lsn, walSegSize);
+  const offset = segmentOffset(lsn, walSegSize);
+  const want = Math.min(buf.length, walSegSize - offset);
+  if (want <= 0) return 0;
+  let fh: FileHandle | undefined;
+  let name = segmentFileName(timelines[0], segno, walSegSize);
+  outer: for (const tli of timelines) {
+    const base = segmentFileName(tli, segno, walSegSize);
+    // `.partial` first, then the full name; a rename in between is
+    // caught by trying `.partial` last once more.
+    for (const file of [base + '.partial', base, base + '.partial']) {
+      try {
+        fh = await open(join(dir, file), 'r');
+        name = base;
+        break outer;
+      } catch (err) {
+        if (!isNotFound(err)) throw new WalReadError(base, offset, `could not open file "${file}": ${(err as Error).message}`);
       }
     }
-    if (!fh) throw new WalSegmentMissingError(name);
-    try {
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await fh.read(buf, got, want - got, offset + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      if (got < want) {
-        throw new WalReadError(name, offset, `could not read from log segment ${name}, offset ${offset}: read ${got} of ${want}`, true);
-      }
-      return got;
-    } catch (err) {
-      if (err instanceof WalReadError) throw err;
-      throw new WalReadError(name, offset, `could not read from log segment ${name}, offset ${offset}: ${(err as Error).message}`);
-    } finally {
-      await fh.close();
+  }
+  if (!fh) throw new WalSegmentMissingError(name);
+  try {
+    let got = 0;
+    while (got < want) {
+      const { bytesRead } = await fh.read(buf, got, want - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
     }
+    if (got < want) {
+      throw new WalReadError(name, offset, `could not read from log segment ${name}, offset ${offset}: read ${got} of ${want}`, true);
+    }
+    return got;
+  } catch (err) {
+    if (err instanceof WalReadError) throw err;
+    throw new WalReadError(name, offset, `could not read from log segment ${name}, offset ${offset}: ${(err as Error).message}`);
+  } finally {
+    await fh.close();
   }
 }

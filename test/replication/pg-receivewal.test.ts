@@ -5,47 +5,14 @@ import t from 'tap';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatLsn, parseLsn, segmentFileName, segmentFloor, segmentNumber, type Lsn } from '../../src/lsn.js';
+import { formatLsn, segmentFileName, segmentFloor, segmentNumber, type Lsn } from '../../src/lsn.js';
 import { FileWalSource } from '../../src/replication/file-source.js';
-import { chownToPg, pgTempDir, runPg, startCluster, type PgCluster, type RunResult } from '../helpers/pg.js';
+import { chownToPg, pgTempDir, runPg, type RunResult } from '../helpers/pg.js';
 import { ReplicationTestServer } from './pg-harness.js';
+import { makePrimaryWal, SEG, type PrimaryWal } from './primary.js';
 
-const SEG = 1 << 20;
-
-interface Primary {
-  systemId: bigint;
-  /** Early position, before any workload. */
-  s0: Lsn;
-  /** Segment boundaries after pg_switch_wal(). */
-  mid: Lsn;
-  end: Lsn;
-  /** Copy of pg_wal taken after the primary stopped. */
-  walCopy: string;
-}
-
-async function switchWal(pg: PgCluster): Promise<Lsn> {
-  const ret = parseLsn(await pg.sql('select pg_switch_wal()'));
-  const floor = segmentFloor(ret, SEG);
-  return floor === ret ? ret : floor + BigInt(SEG);
-}
-
-async function makePrimary(): Promise<Primary> {
-  const pg = await startCluster(t, { walSegSizeMb: 1, conf: { wal_keep_size: '1GB' } });
-  const systemId = BigInt(await pg.sql('select system_identifier from pg_control_system()'));
-  const s0 = parseLsn(await pg.sql('select pg_current_wal_lsn()'));
-  await pg.pgbench(['-i', '-s', '1', '-q']);
-  const mid = await switchWal(pg);
-  await pg.pgbench(['-n', '-c', '2', '-t', '300']);
-  await pg.sql('create table filler as select g, repeat(md5(g::text), 4) as s from generate_series(1, 20000) g');
-  const end = await switchWal(pg);
-  await pg.stop();
-  const walCopy = mkdtempSync(join(tmpdir(), 'wk-walcopy-'));
-  t.teardown(() => rmSync(walCopy, { recursive: true, force: true }));
-  cpSync(pg.walDir, walCopy, { recursive: true });
-  return { systemId, s0, mid, end, walCopy };
-}
-
-const primaryReady = makePrimary();
+const primaryReady = makePrimaryWal(t);
+type Primary = PrimaryWal;
 
 function sourceFor(p: Primary, commit: Lsn, dir = p.walCopy): FileWalSource {
   return new FileWalSource({ dir, systemId: p.systemId, pgTimeline: 1, walSegSize: SEG, pgVersion: 150018, commitLsn: commit });

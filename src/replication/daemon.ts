@@ -1,0 +1,226 @@
+// The replication side plugged into the daemon: a WalSource over a daemon
+// Timeline, a ReplicationConnection over the daemon's ServerConnection, and
+// the command registrations that route replication commands to
+// handleReplicationQuery(). The daemon calls registerReplicationCommands()
+// once at start-up.
+import type { Socket } from 'node:net';
+import type { Lsn } from '../lsn.js';
+import type { ServerConnection, StartupInfo } from '../pq/connection.js';
+import { PgError, SqlState } from '../pq/errors.js';
+import type { HotStandbyFeedback, SafeKeeperInfo } from '../protocol/types.js';
+import { registerCommand, type CommandHandler } from '../server/commands.js';
+import { requireTimeline, type ClientSession } from '../server/context.js';
+import type { ClientMessage, ReplicationConnection } from './connection.js';
+import { readSegmentFile } from './file-source.js';
+import { handleReplicationQuery, type ReplicationOptions } from './handler.js';
+import { LsnWatch } from './positions.js';
+import { ReaderRegistry, type ReaderHandle, type ReaderInfo, type WaitTarget, type WalSource } from './source.js';
+
+/** What the replication side uses of a daemon Timeline (src/timeline/timeline.ts). */
+export interface ServedTimeline {
+  readonly name: string;
+  readonly dir: string;
+  /** Highest commit_lsn a proposer reported. */
+  readonly commitLsn: Lsn;
+  /** End of the WAL that is durable here. */
+  readonly syncedLsn: Lsn;
+  readonly storedState: SafeKeeperInfo | null;
+  hsFeedback: HotStandbyFeedback;
+  subscribe(l: { durable(synced: Lsn): void; truncated(lsn: Lsn): void; failed(err: Error): void }): () => void;
+}
+
+/**
+ * A daemon timeline as a WalSource. Readers see WAL up to
+ * min(commit_lsn, durable end); a recovering proposer up to the durable
+ * end. Waiting senders are woken after every sync and truncation, and by
+ * refresh(), which the WAL push path calls when only commit_lsn moved.
+ */
+export class TimelineWalSource implements WalSource {
+  readonly readers: ReaderRegistry;
+  private readonly commit = new LsnWatch(0n);
+  private readonly flush = new LsnWatch(0n);
+
+  constructor(readonly timeline: ServedTimeline) {
+    this.readers = new ReaderRegistry((hs) => {
+      timeline.hsFeedback = hs;
+    });
+    this.refresh();
+    timeline.subscribe({
+      durable: () => this.refresh(),
+      truncated: () => this.refresh(),
+      failed: () => {},
+    });
+  }
+
+  private get server(): SafeKeeperInfo['server'] {
+    const s = this.timeline.storedState;
+    if (!s) throw new PgError({ code: SqlState.UNDEFINED_OBJECT, message: `timeline ${this.timeline.name} has no WAL on this safekeeper` });
+    return s.server;
+  }
+
+  get systemId(): bigint {
+    return this.server.systemId;
+  }
+
+  get pgTimeline(): number {
+    return this.server.timeline || 1;
+  }
+
+  get walSegSize(): number {
+    return this.server.walSegSize;
+  }
+
+  get pgVersion(): number {
+    return this.server.pgVersion;
+  }
+
+  flushLsn(): Lsn {
+    return this.timeline.syncedLsn;
+  }
+
+  commitLsn(): Lsn {
+    const c = this.timeline.commitLsn;
+    const f = this.timeline.syncedLsn;
+    return c < f ? c : f;
+  }
+
+  /** Bring the wake-up positions in line with the timeline (also backwards after a truncation). */
+  refresh(): void {
+    this.flush.set(this.flushLsn());
+    this.commit.set(this.commitLsn());
+  }
+
+  read(lsn: Lsn, buf: Uint8Array): Promise<number> {
+    return readSegmentFile(this.timeline.dir, this.walSegSize, [this.pgTimeline], lsn, buf);
+  }
+
+  waitFor(lsn: Lsn, which: WaitTarget, signal: AbortSignal): Promise<void> {
+    this.refresh();
+    return (which === 'commit' ? this.commit : this.flush).waitPast(lsn, signal);
+  }
+
+  attachReader(info: ReaderInfo): ReaderHandle {
+    return this.readers.attach(info);
+  }
+}
+
+const sources = new WeakMap<ServedTimeline, TimelineWalSource>();
+
+/** The one WalSource of a timeline (its readers' feedback is combined across connections). */
+export function timelineWalSource(tl: ServedTimeline): TimelineWalSource {
+  let s = sources.get(tl);
+  if (!s) {
+    s = new TimelineWalSource(tl);
+    sources.set(tl, s);
+  }
+  return s;
+}
+
+/** The daemon's ServerConnection seen through the ReplicationConnection port. */
+export function replicationConnection(conn: ServerConnection, info: StartupInfo): ReplicationConnection {
+  const socket: Socket = conn.socket;
+  const params: Record<string, string> = {};
+  for (const [k, v] of info.settings) params[k] = v;
+  for (const [k, v] of info.params) params[k] = v;
+  return {
+    startupParams: params,
+    remoteAddress: conn.remote,
+    send(bytes: Uint8Array): boolean {
+      if (conn.isClosed) return true;
+      conn.send(bytes);
+      return !socket.writableNeedDrain;
+    },
+    drain(): Promise<void> {
+      if (!socket.writableNeedDrain || socket.destroyed) return Promise.resolve();
+      return new Promise((resolve) => {
+        const done = (): void => {
+          socket.off('drain', done);
+          socket.off('close', done);
+          resolve();
+        };
+        socket.on('drain', done);
+        socket.on('close', done);
+      });
+    },
+    nextMessage(signal?: AbortSignal): Promise<ClientMessage | null> {
+      return new Promise((resolve, reject) => {
+        if (signal?.aborted) return reject(signal.reason);
+        const cleanup = (): void => {
+          socket.off('data', attempt);
+          socket.off('end', attempt);
+          socket.off('close', attempt);
+          signal?.removeEventListener('abort', onAbort);
+        };
+        const onAbort = (): void => {
+          cleanup();
+          reject(signal!.reason);
+        };
+        // The connection's own 'data' listener was added first, so the bytes are framed before this runs.
+        function attempt(): void {
+          let m;
+          try {
+            m = conn.tryReceive();
+          } catch (err) {
+            cleanup();
+            if (err instanceof PgError) conn.fatal(err);
+            resolve(null);
+            return;
+          }
+          if (m) {
+            cleanup();
+            resolve({ tag: m.tag, body: m.body });
+          } else if (conn.isClosed) {
+            cleanup();
+            resolve(null);
+          }
+        }
+        socket.on('data', attempt);
+        socket.on('end', attempt);
+        socket.on('close', attempt);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        attempt();
+      });
+    },
+  };
+}
+
+/** The keywords routed to the replication side. */
+export const REPLICATION_KEYWORDS = [
+  'IDENTIFY_SYSTEM',
+  'SHOW',
+  'TIMELINE_HISTORY',
+  'READ_REPLICATION_SLOT',
+  'START_REPLICATION',
+  'CREATE_REPLICATION_SLOT',
+  'DROP_REPLICATION_SLOT',
+  'BASE_BACKUP',
+] as const;
+
+function sourceFor(cs: ClientSession): TimelineWalSource {
+  const key = requireTimeline(cs.named);
+  const tl = cs.ctx.registry.get(key);
+  if (!tl || !tl.storedState) {
+    throw new PgError({ code: SqlState.UNDEFINED_OBJECT, message: `timeline ${key.tenantId}/${key.timelineId} has no WAL on this safekeeper` });
+  }
+  return timelineWalSource(tl);
+}
+
+/**
+ * Route the replication commands of every connection to
+ * handleReplicationQuery(), with the timeline named in the connection's
+ * start-up parameters as the source. `shutdown` should abort when the daemon
+ * begins to stop, before it closes connections: streams then end as
+ * PostgreSQL's do (CommandComplete "COPY 0", then close).
+ */
+export function registerReplicationCommands(opts: ReplicationOptions = {}): void {
+  const handler: CommandHandler = async (cs, _args, query) => {
+    const source = sourceFor(cs);
+    const outcome = await handleReplicationQuery(query, replicationConnection(cs.conn, cs.info), source, opts);
+    if (outcome === 'close') {
+      cs.conn.close();
+      return false;
+    }
+    return 'ready-sent';
+  };
+  for (const keyword of REPLICATION_KEYWORDS) registerCommand(keyword, handler);
+}
