@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { StopReason, type ScannerOptions } from '../../src/hot/xlog.js';
 import { BLCKSZ, WalBuilder } from './synth.js';
-import { chunkPlan, rng, scan, type ScanSummary } from './scan-helpers.js';
+import { chunkPlan, makeScanner, rng, scan, type ScanSummary } from './scan-helpers.js';
 
 const SEG = 1 << 20;
 
@@ -232,4 +232,25 @@ t.test('walker output pauses when full and resumes without losing records', asyn
       );
     }
   }
+});
+
+t.test('several scanners alive at once keep their own state', async (t) => {
+  const a = new WalBuilder();
+  a.fill(5 * BLCKSZ, 300);
+  const b = new WalBuilder({ start: BigInt(3 * SEG) });
+  b.fill(7 * BLCKSZ, 120);
+  const da = a.bytes();
+  const db = b.bytes();
+  const sa = makeScanner('wasm', pageStart(a));
+  const sb = makeScanner('wasm', pageStart(b));
+  for (let off = 0; off < Math.max(da.length, db.length); off += 1000) {
+    if (off < da.length) sa.feed(da.subarray(off, off + 1000));
+    if (off < db.length) sb.feed(db.subarray(off, off + 1000));
+  }
+  t.equal(sa.endLsn, a.end);
+  t.equal(sb.endLsn, b.end);
+  t.equal(sa.recordCount, a.records.length);
+  t.equal(sb.recordCount, b.records.length);
+  sa.free();
+  sb.free();
 });
