@@ -79,6 +79,8 @@ class WalStream {
   private readonly aborted: Promise<void>;
   private lastSendMs = Date.now();
   private lastRecvMs = Date.now();
+  /** A keepalive asking for a reply went out since the client last spoke. */
+  private pingSent = false;
   private readonly keepaliveMs: number;
   private readonly timeoutMs: number;
   private readonly now: () => bigint;
@@ -153,8 +155,14 @@ class WalStream {
       this.finish({ kind: 'closed', reason: 'timeout', sentLsn: this.sent });
       return;
     }
-    if (!this.doneSending && now - this.lastSendMs >= this.keepaliveMs) {
-      this.sendKeepalive(this.timeoutMs > 0 && quiet >= this.timeoutMs / 2);
+    if (this.doneSending) return;
+    // As PostgreSQL: half the timeout without a word from the client → ask for a reply, once,
+    // even while WAL is flowing; otherwise a keepalive when nothing was sent for a while.
+    if (this.timeoutMs > 0 && quiet >= this.timeoutMs / 2 && !this.pingSent) {
+      this.pingSent = true;
+      this.sendKeepalive(true);
+    } else if (now - this.lastSendMs >= this.keepaliveMs) {
+      this.sendKeepalive(false);
     }
   }
 
@@ -220,6 +228,7 @@ class WalStream {
         return;
       }
       this.lastRecvMs = Date.now();
+      this.pingSent = false;
       switch (msg.tag) {
         case TAG_COPY_DATA:
           this.onCopyData(msg.body);

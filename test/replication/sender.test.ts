@@ -183,6 +183,19 @@ t.test("answers replyRequested with an 18-byte 'k'; idle keepalives; timeout", a
     t.equal(await done, 'ready');
   });
 
+  t.test('a reply is requested at half the timeout even while WAL flows', async (t) => {
+    const busy = new MemWalSource({ commit: start });
+    const conn = new FakeConn();
+    const done = handleReplicationQuery('START_REPLICATION 0/1000000', conn, busy, { keepaliveIntervalMs: 10_000, timeoutMs: 200 });
+    const feeder = setInterval(() => busy.advance(busy.commitLsn() + 100n), 5);
+    const msgs = await conn.until((m) => keepalives(m).some((k) => k.replyRequested));
+    clearInterval(feeder);
+    t.equal(keepalives(msgs).length, 1, 'one ping, no idle keepalives while busy');
+    t.ok(xlogData(msgs).length > 5, 'WAL kept flowing');
+    conn.push(copyDoneMsg);
+    t.equal(await done, 'ready');
+  });
+
   t.test('no client message for the timeout: the stream ends', async (t) => {
     const conn = new FakeConn();
     const t0 = Date.now();
