@@ -185,13 +185,14 @@ export class AcceptorSession {
       throw new AcceptorError('wal-gap', `WAL request at ${formatLsn(begin)} does not continue this session's stream, which ended at ${formatLsn(this.position)}`);
     }
     if (this.position === null && !heartbeat) {
-      if (begin < state.flushLsn) {
-        // A new leader rewrites WAL that was never committed: no stale byte may stay after its data.
-        core.storage.truncateWal(begin);
-        state.flushLsn = begin;
-      } else if (begin > state.flushLsn && state.flushLsn !== 0n) {
+      if (begin > state.flushLsn && state.flushLsn !== 0n) {
         throw new AcceptorError('wal-gap', `WAL request at ${formatLsn(begin)} would leave a gap: local WAL ends at ${formatLsn(state.flushLsn)}`);
       }
+      // No stale byte may stay after the new leader's data: before flush_lsn that is
+      // WAL never committed; at or after it, a torn tail from a crash, which could
+      // otherwise line up behind the new data and read as valid WAL again.
+      core.storage.truncateWal(begin);
+      if (begin < state.flushLsn) state.flushLsn = begin;
     }
 
     let epochSwitch = false;

@@ -182,7 +182,7 @@ t.test('appends: sender, epoch switch, flush, durability order', (t) => {
 
   // first WAL of an empty acceptor may start anywhere
   let r = ack(s.append(req(leader, 0x100n, 0x180n, { commitLsn: 0x100n })));
-  t.same(st.take(), ['write 256+128'], 'not past vcl yet: no epoch switch');
+  t.same(st.take(), ['truncate 256', 'write 256+128'], 'the first append clears what follows; not past vcl yet: no epoch switch');
   t.equal(r.response.epoch, 0n);
   t.equal(r.response.flushLsn, 0x180n);
   t.equal(r.syncThrough, 0x180n);
@@ -228,7 +228,7 @@ t.test('epoch switch needs WAL past both flush_lsn and vcl', (t) => {
   t.end();
 });
 
-t.test('the first append before flush_lsn truncates; later gaps are errors', (t) => {
+t.test('the first append of a session truncates at its begin; later gaps are errors', (t) => {
   const st = new RecordingStorage();
   const leader = id(6n);
   const { acc, s } = elected(st, leader, 0x400n, 0x300n, 6n);
@@ -246,9 +246,10 @@ t.test('the first append before flush_lsn truncates; later gaps are errors', (t)
   t.same(st2.take(), [], 'nothing written');
 
   const st3 = new RecordingStorage();
-  const { s: s3 } = elected(st3, leader, 0x400n);
+  const { acc: acc3, s: s3 } = elected(st3, leader, 0x400n);
   s3.append(req(leader, 0x400n, 0x410n));
-  t.same(st3.take(), ['write 1024+16', 'sync', 'persist epoch=6 vote=6'], 'starting exactly at flush_lsn: no truncation');
+  t.same(st3.take(), ['truncate 1024', 'write 1024+16', 'sync', 'persist epoch=6 vote=6'], 'starting exactly at flush_lsn: a torn tail after it is cleared too');
+  t.equal(acc3.state.flushLsn, 0x410n);
   throwsCode(t, () => s3.append(req(leader, 0x400n, 0x410n)), 'wal-gap', /ended at 0\/410/);
   t.end();
 });
@@ -299,7 +300,7 @@ t.test('control file synced when restart_lsn moved more than a segment', (t) => 
   const leader = id(2n);
   const { s } = elected(st, leader, 0x100n, 0x100n, 0n); // epoch 0: never switches
   s.append(req(leader, 0x100n, 0x110n, { restartLsn: BigInt(SEG) }));
-  t.same(st.take(), ['write 256+16'], 'exactly one segment: not more');
+  t.same(st.take(), ['truncate 256', 'write 256+16'], 'exactly one segment: not more');
   s.append(req(leader, 0x110n, 0x120n, { restartLsn: BigInt(SEG) + 1n }));
   t.same(st.take(), ['write 272+16', 'persist epoch=0 vote=2']);
   s.append(req(leader, 0x120n, 0x130n, { restartLsn: 2n * BigInt(SEG) }));
