@@ -1,0 +1,295 @@
+import { createHash } from 'node:crypto';
+import t from 'tap';
+import { PgServerError, ProposerClient, type ProposerConnectOptions } from '../../src/proposer/index.js';
+import { encodeSafeKeeperResponse } from '../../src/protocol/index.js';
+import { NODE_ID, NODE_ID_BYTES, SAFEKEEPER_INFO, SAFEKEEPER_INFO_BYTES, SERVER_INFO, SERVER_INFO_BYTES } from '../protocol/fixtures.js';
+import { freePort } from '../helpers/pg.js';
+import {
+  AUTH_CLEARTEXT,
+  AUTH_OK,
+  COPY_BOTH,
+  COPY_DONE,
+  READY_IDLE,
+  FakeServer,
+  authMd5,
+  authSasl,
+  backendKeyData,
+  commandComplete,
+  copyData,
+  dataRow,
+  errorResponse,
+  hex,
+  noticeResponse,
+  parameterStatus,
+  rowDescription,
+  type FakeConn,
+} from './fake-server.js';
+
+const TENANT = '0123456789abcdef0123456789abcdef';
+const TIMELINE = 'fedcba9876543210fedcba9876543210';
+
+let server: FakeServer;
+t.before(async () => {
+  server = await FakeServer.start();
+});
+t.teardown(() => server.close());
+
+function opts(over: Partial<ProposerConnectOptions> = {}): ProposerConnectOptions {
+  return { host: '127.0.0.1', port: server.port, tenantId: TENANT, timelineId: TIMELINE, ...over };
+}
+
+/** Connect a client and play a trust-auth startup on the server side. */
+async function connected(over: Partial<ProposerConnectOptions> = {}): Promise<{ client: ProposerClient; conn: FakeConn }> {
+  const pending = ProposerClient.connect(opts(over));
+  const conn = await server.accept();
+  await conn.readStartup();
+  conn.send(AUTH_OK, parameterStatus('server_version', '15.0 (walkeeper)'), READY_IDLE);
+  return { client: await pending, conn };
+}
+
+async function pushing(): Promise<{ client: ProposerClient; conn: FakeConn }> {
+  const c = await connected();
+  const started = c.client.startWalPush();
+  const q = await c.conn.read();
+  t.equal(q.tag, 'Q');
+  t.equal(q.body.toString(), 'START_WAL_PUSH\0');
+  c.conn.send(COPY_BOTH);
+  await started;
+  return c;
+}
+
+const response = (epoch: bigint, flush: bigint) =>
+  encodeSafeKeeperResponse({ epoch, flushLsn: flush, hsFeedback: { ts: 0n, xmin: 0xffffffffffffffffn, catalogXmin: 0xffffffffffffffffn } });
+
+t.test('startup: the exact StartupMessage, then trust auth', async (t) => {
+  const pending = ProposerClient.connect(opts({ applicationName: 'wp-test' }));
+  const conn = await server.accept();
+  const startup = await conn.readStartup();
+  const body = Buffer.from(`user\0walproposer\0ztenantid\0${TENANT}\0ztimelineid\0${TIMELINE}\0application_name\0wp-test\0\0`);
+  const expected = Buffer.concat([hex('00000000 00030000'), body]);
+  expected.writeInt32BE(expected.length, 0);
+  t.same(startup.raw, expected);
+  t.equal(startup.protocol, 0x30000);
+  conn.send(AUTH_OK, parameterStatus('server_version', '15.0'), backendKeyData(42, 7), noticeResponse({ S: 'NOTICE', M: 'hello' }), READY_IDLE);
+  const client = await pending;
+  t.equal(client.parameters.get('server_version'), '15.0');
+  t.same(client.backendKey, { pid: 42, secret: 7 });
+  client.close();
+});
+
+t.test('cleartext password', async (t) => {
+  const pending = ProposerClient.connect(opts({ password: 's3cret' }));
+  const conn = await server.accept();
+  await conn.readStartup();
+  conn.send(AUTH_CLEARTEXT);
+  const p = await conn.read();
+  t.equal(p.tag, 'p');
+  t.same(p.body, Buffer.from('s3cret\0'));
+  conn.send(AUTH_OK, READY_IDLE);
+  (await pending).close();
+});
+
+t.test('md5 password', async (t) => {
+  const pending = ProposerClient.connect(opts({ password: 'pw', user: 'alice' }));
+  const conn = await server.accept();
+  await conn.readStartup();
+  const salt = hex('01020304');
+  conn.send(authMd5(salt));
+  const p = await conn.read();
+  const inner = createHash('md5').update('pwalice').digest('hex');
+  const outer = createHash('md5').update(inner).update(salt).digest('hex');
+  t.same(p.body.toString(), `md5${outer}\0`);
+  conn.send(AUTH_OK, READY_IDLE);
+  (await pending).close();
+});
+
+t.test('startup failures', async (t) => {
+  const noPw = ProposerClient.connect(opts());
+  let conn = await server.accept();
+  await conn.readStartup();
+  conn.send(AUTH_CLEARTEXT);
+  await t.rejects(noPw, /asks for a password and none was given/);
+
+  const sasl = ProposerClient.connect(opts({ password: 'x' }));
+  conn = await server.accept();
+  await conn.readStartup();
+  conn.send(authSasl());
+  await t.rejects(sasl, /unsupported authentication method \(sasl\)/);
+
+  const refused = ProposerClient.connect(opts());
+  conn = await server.accept();
+  await conn.readStartup();
+  conn.send(errorResponse({ S: 'FATAL', V: 'FATAL', C: '3D000', M: 'timeline not found' }));
+  conn.socket.end();
+  const err = await refused.catch((e) => e);
+  t.ok(err instanceof PgServerError);
+  t.equal(err.code, '3D000');
+  t.equal(err.severity, 'FATAL');
+  t.equal(err.message, 'timeline not found');
+  t.equal(err.fields.M, 'timeline not found');
+
+  const slow = ProposerClient.connect(opts({ connectTimeoutMs: 100 }));
+  await server.accept();
+  await t.rejects(slow, /timed out after 100 ms connecting to 127\.0\.0\.1:\d+/);
+
+  const closed = ProposerClient.connect(opts());
+  conn = await server.accept();
+  await conn.readStartup();
+  conn.socket.destroy();
+  await t.rejects(closed, /connection to 127\.0\.0\.1:\d+ closed during startup/);
+
+  await t.rejects(ProposerClient.connect(opts({ port: await freePort() })), /closed during startup: connect ECONNREFUSED/);
+  await t.rejects(ProposerClient.connect(opts({ tenantId: 'xyz' })), /tenantId must be 32 hex digits, got "xyz"/);
+});
+
+t.test('simple queries', async (t) => {
+  const { client, conn } = await connected();
+  const first = client.query('IDENTIFY_SYSTEM');
+  const second = client.query('SHOW nothing');
+  const third = client.query('SHOW wal_segment_size');
+  t.same(await conn.read(), { tag: 'Q', body: Buffer.from('IDENTIFY_SYSTEM\0') });
+  conn.send(rowDescription(['systemid', 'timeline', 'xlogpos', 'dbname']), dataRow(['7000', '1', '0/16B3748', null]), commandComplete('IDENTIFY_SYSTEM'), READY_IDLE);
+  t.same(await first, { fields: ['systemid', 'timeline', 'xlogpos', 'dbname'], rows: [['7000', '1', '0/16B3748', null]], command: 'IDENTIFY_SYSTEM' });
+  t.same(await conn.read(), { tag: 'Q', body: Buffer.from('SHOW nothing\0') }, 'queries go one at a time');
+  conn.send(errorResponse({ S: 'ERROR', C: '42704', M: 'unrecognized configuration parameter "nothing"' }), READY_IDLE);
+  const err = await second.catch((e) => e);
+  t.ok(err instanceof PgServerError);
+  t.equal(err.code, '42704');
+  t.same(await conn.read(), { tag: 'Q', body: Buffer.from('SHOW wal_segment_size\0') }, 'the connection goes on after an error');
+  conn.send(rowDescription(['wal_segment_size']), dataRow(['16MB']), commandComplete('SHOW'), READY_IDLE);
+  t.same((await third).rows, [['16MB']]);
+  client.close();
+  t.same(await conn.read(), { tag: 'X', body: Buffer.alloc(0) }, 'Terminate on close');
+  await t.rejects(client.query('SELECT 1'), /connection to .* is closed/);
+});
+
+t.test('WAL push: greet, vote, pipelined appends, responses in order', async (t) => {
+  const { client, conn } = await pushing();
+  const info = client.greet(SERVER_INFO);
+  t.same(await conn.readCopyData(), SERVER_INFO_BYTES, 'one CopyData carries exactly the 88-byte ServerInfo');
+  // deliver the reply one byte at a time: framing must cope
+  const reply = copyData(SAFEKEEPER_INFO_BYTES);
+  for (const b of reply) conn.send(Buffer.from([b]));
+  t.same(await info, SAFEKEEPER_INFO);
+
+  const vote = client.vote({ nodeId: NODE_ID, vcl: 0x100n, epoch: 3n });
+  const voteBytes = await conn.readCopyData();
+  t.equal(voteBytes.length, 40);
+  t.same(voteBytes.subarray(0, 24), NODE_ID_BYTES);
+  conn.send(copyData(NODE_ID_BYTES));
+  t.same(await vote, NODE_ID);
+
+  const wal = (n: number) => new Uint8Array(n).fill(n);
+  client.append({ senderId: NODE_ID, beginLsn: 0x100n, endLsn: 0x110n, restartLsn: 0n, commitLsn: 0n, wal: wal(16) });
+  client.append({ senderId: NODE_ID, beginLsn: 0x110n, endLsn: 0x130n, restartLsn: 0n, commitLsn: 0x110n, wal: wal(32) });
+  client.append({ senderId: NODE_ID, beginLsn: 0x130n, endLsn: 0x130n, restartLsn: 0n, commitLsn: 0x130n, wal: wal(0) });
+  const a = await conn.readCopyData();
+  t.equal(a.length, 56 + 16);
+  t.equal(a.readBigUInt64LE(24), 0x100n, 'begin_lsn @24');
+  t.equal((await conn.readCopyData()).length, 56 + 32);
+  t.equal((await conn.readCopyData()).length, 56, 'heartbeat: header only');
+  const r1 = client.nextResponse();
+  conn.send(Buffer.concat([copyData(response(3n, 0x110n)), copyData(response(3n, 0x130n)), copyData(response(3n, 0x130n))]));
+  t.equal((await r1).flushLsn, 0x110n);
+  t.equal((await client.nextResponse()).flushLsn, 0x130n);
+  const last = await client.nextResponse();
+  t.same(last, { epoch: 3n, flushLsn: 0x130n, hsFeedback: { ts: 0n, xmin: 0xffffffffffffffffn, catalogXmin: 0xffffffffffffffffn } });
+  await t.rejects(client.nextResponse(), /no append\(\) is waiting/);
+
+  const ended = client.endStream();
+  const end = await conn.readCopyData();
+  t.equal(end.length, 56);
+  t.equal(end.readBigUInt64LE(24), 0n, 'begin_lsn 0 ends the stream');
+  t.same(end.subarray(0, 24), NODE_ID_BYTES, 'sent by the voted node id');
+  t.same(await conn.read(), { tag: 'c', body: Buffer.alloc(0) }, 'then CopyDone');
+  conn.send(COPY_DONE, commandComplete('START_WAL_PUSH'), READY_IDLE);
+  await ended;
+  t.throws(() => client.append({ senderId: NODE_ID, beginLsn: 1n, endLsn: 1n, restartLsn: 0n, commitLsn: 0n, wal: wal(0) }), /the WAL push stream is over/);
+
+  // the connection is usable again
+  const q = client.query('IDENTIFY_SYSTEM');
+  await conn.read();
+  conn.send(commandComplete('IDENTIFY_SYSTEM'), READY_IDLE);
+  t.equal((await q).command, 'IDENTIFY_SYSTEM');
+  client.close();
+});
+
+t.test('an ErrorResponse rejects everything pending', async (t) => {
+  const { client, conn } = await pushing();
+  await Promise.all([client.greet(SERVER_INFO), conn.readCopyData().then(() => conn.send(copyData(SAFEKEEPER_INFO_BYTES)))]);
+  const vote = client.vote({ nodeId: NODE_ID, vcl: 0n, epoch: 1n });
+  await conn.readCopyData();
+  conn.send(copyData(NODE_ID_BYTES));
+  await vote;
+  client.append({ senderId: NODE_ID, beginLsn: 0x10n, endLsn: 0x11n, restartLsn: 0n, commitLsn: 0n, wal: Uint8Array.of(1) });
+  client.append({ senderId: NODE_ID, beginLsn: 0x11n, endLsn: 0x12n, restartLsn: 0n, commitLsn: 0n, wal: Uint8Array.of(2) });
+  const r1 = client.nextResponse();
+  const r2 = client.nextResponse();
+  await conn.readCopyData();
+  await conn.readCopyData();
+  conn.send(errorResponse({ S: 'ERROR', V: 'ERROR', C: '08P01', M: 'WAL request would leave a gap' }), READY_IDLE);
+  for (const p of [r1, r2]) {
+    const e = await p.catch((x) => x);
+    t.ok(e instanceof PgServerError, 'rejected with the server error');
+    t.equal(e.code, '08P01');
+  }
+  await t.rejects(client.nextResponse(), /WAL request would leave a gap/);
+  t.throws(() => client.append({ senderId: NODE_ID, beginLsn: 0x12n, endLsn: 0x12n, restartLsn: 0n, commitLsn: 0n, wal: new Uint8Array(0) }), /stream is over: WAL request would leave a gap/);
+  client.close();
+});
+
+t.test('a refused vote: the stored NodeId, then an error', async (t) => {
+  const { client, conn } = await pushing();
+  const info = client.greet(SERVER_INFO);
+  await conn.readCopyData();
+  conn.send(copyData(SAFEKEEPER_INFO_BYTES));
+  await info;
+  const vote = client.vote({ nodeId: { term: 1n, uuid: new Uint8Array(16) }, vcl: 0n, epoch: 1n });
+  await conn.readCopyData();
+  conn.send(copyData(NODE_ID_BYTES), errorResponse({ S: 'ERROR', C: '08P01', M: 'vote refused' }), READY_IDLE);
+  t.same(await vote, NODE_ID, 'the reply is the stored (higher) vote');
+  await t.rejects(client.greet(SERVER_INFO), /stream is over: vote refused/);
+  client.close();
+});
+
+t.test('a closed socket rejects what is pending', async (t) => {
+  const { client, conn } = await pushing();
+  const info = client.greet(SERVER_INFO);
+  await conn.readCopyData();
+  conn.socket.destroy();
+  await t.rejects(info, /connection to 127\.0\.0\.1:\d+ closed/);
+  await t.rejects(client.vote({ nodeId: NODE_ID, vcl: 0n, epoch: 1n }), /stream is over: connection to .* closed/);
+});
+
+t.test('the server may end the stream by closing', async (t) => {
+  const { client, conn } = await pushing();
+  const ended = client.endStream();
+  await conn.readCopyData();
+  await conn.read();
+  conn.socket.end();
+  await ended;
+  t.pass('endStream resolved');
+});
+
+t.test('protocol errors from the server end the connection', async (t) => {
+  const { client, conn } = await pushing();
+  conn.send(copyData(Buffer.alloc(40)));
+  await conn.waitClosed();
+  await t.rejects(client.greet(SERVER_INFO), /unexpected CopyData \(40 bytes\) from .*: no request is waiting for a reply/);
+
+  const c2 = await pushing();
+  const info = c2.client.greet(SERVER_INFO);
+  await c2.conn.readCopyData();
+  c2.conn.send(copyData(Buffer.alloc(100)));
+  await t.rejects(info, /SafeKeeperInfo: invalid length: expected at least 128 bytes, got 100/);
+
+  const c3 = await connected();
+  const started = c3.client.startWalPush();
+  await c3.conn.read();
+  c3.conn.send(hex('48 00000007 00 0000'));
+  await t.rejects(started, /answered with CopyOutResponse, expected CopyBothResponse/);
+
+  const c4 = await pushing();
+  await t.rejects(c4.client.startWalPush(), /busy \(copy\)/);
+  c4.client.close();
+});
