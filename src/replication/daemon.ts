@@ -3,7 +3,9 @@
 // the command registrations that route replication commands to
 // handleReplicationQuery(). The daemon calls registerReplicationCommands()
 // once at start-up.
+import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
+import { join } from 'node:path';
 import type { Lsn } from '../lsn.js';
 import type { ServerConnection, StartupInfo } from '../pq/connection.js';
 import { PgError, SqlState } from '../pq/errors.js';
@@ -13,6 +15,7 @@ import { requireTimeline, type ClientSession } from '../server/context.js';
 import type { ClientMessage, ReplicationConnection } from './connection.js';
 import { readSegmentFile } from './file-source.js';
 import { handleReplicationQuery, type ReplicationOptions } from './handler.js';
+import { historyFileName } from './history.js';
 import { LsnWatch } from './positions.js';
 import { ReaderRegistry, type ReaderHandle, type ReaderInfo, type WaitTarget, type WalSource } from './source.js';
 
@@ -92,6 +95,19 @@ export class TimelineWalSource implements WalSource {
 
   read(lsn: Lsn, buf: Uint8Array): Promise<number> {
     return readSegmentFile(this.timeline.dir, this.walSegSize, [this.pgTimeline], lsn, buf);
+  }
+
+  /**
+   * A `%08X.history` file in the timeline directory, if one was put there:
+   * the WAL push protocol does not carry timeline history.
+   */
+  async timelineHistory(tli: number): Promise<Uint8Array | null> {
+    try {
+      return await readFile(join(this.timeline.dir, historyFileName(tli)));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
   }
 
   waitFor(lsn: Lsn, which: WaitTarget, signal: AbortSignal): Promise<void> {

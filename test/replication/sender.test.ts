@@ -104,7 +104,7 @@ t.test('waits without polling and sends new WAL within milliseconds of the commi
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     const first = xlogData(conn.messages()).at(-1)!;
     t.equal(first.dataStart, before, 'the new WAL comes next');
-    t.ok(ms < 20, `first new XLogData ${ms.toFixed(2)} ms after the commit moved`);
+    t.ok(ms < 50, `first new XLogData ${ms.toFixed(2)} ms after the commit moved`);
     await conn.until((m) => streamedTo(conn, start)(m) === target);
   }
   t.equal(checkStream(t, conn.messages(), start), source.commitLsn());
