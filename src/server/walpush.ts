@@ -159,9 +159,10 @@ export class WalPushSession implements DurabilityListener {
         const req = decodeSafeKeeperRequest(m.body);
         const r = acceptor.append(req);
         if (r.kind === 'end') {
+          // Acknowledge what is owed, end our side of the COPY, then wait for the client's CopyDone.
           await this.drain();
-          this.conn.sendAll([copyDone(), commandComplete('START_WAL_PUSH'), readyForQuery('I')]);
-          return true;
+          this.conn.send(copyDone());
+          return this.awaitClientCopyDone();
         }
         tl.noteCommit(req.commitLsn);
         this.stats.appends++;
@@ -175,6 +176,19 @@ export class WalPushSession implements DurabilityListener {
         return true;
       }
       throw this.unexpected(m, 'a SafeKeeperRequest');
+    }
+  }
+
+  /** After the end of the stream: skip late CopyData until the client's CopyDone, then CommandComplete + ReadyForQuery. */
+  private async awaitClientCopyDone(): Promise<boolean> {
+    for (;;) {
+      const m = await this.conn.receive();
+      if (m.tag === FrontendTag.CopyData) continue;
+      if (m.tag === FrontendTag.CopyDone) {
+        this.conn.sendAll([commandComplete('START_WAL_PUSH'), readyForQuery('I')]);
+        return true;
+      }
+      throw this.unexpected(m, 'CopyDone after the end of the stream');
     }
   }
 

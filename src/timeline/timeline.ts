@@ -39,6 +39,8 @@ export interface DurabilityListener {
   truncated(lsn: Lsn): void;
   /** The timeline failed (I/O error); nothing more will become durable. */
   failed(err: Error): void;
+  /** A proposer reported a higher commit_lsn (also when no WAL moved). */
+  committed?(commitLsn: Lsn): void;
 }
 
 export class TimelineFailedError extends Error {
@@ -343,7 +345,9 @@ export class Timeline implements AcceptorStorage {
   }
 
   noteCommit(commitLsn: Lsn): void {
-    if (commitLsn > this.commitLsn) this.commitLsn = commitLsn;
+    if (commitLsn <= this.commitLsn) return;
+    this.commitLsn = commitLsn;
+    for (const l of [...this.listeners]) l.committed?.(commitLsn);
   }
 
   /** Finish in-flight syncs and close the files. */

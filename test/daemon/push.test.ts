@@ -97,8 +97,10 @@ t.test('real WAL pushed in random chunks is stored byte-identical and survives a
 
   // End of stream: the session ends cleanly and the connection is usable.
   c.append({ senderId: nodeId, beginLsn: 0n, endLsn: 0n, restartLsn: 0n, commitLsn: 0n, wal: new Uint8Array(0) });
+  t.equal((await c.raw.readUntil('c')).map((m) => m.tag).join(''), 'c', 'the end request is answered with CopyDone');
+  c.raw.write(Buffer.from('6300000004', 'hex'));
   const tags = (await c.raw.readUntil('Z')).map((m) => m.tag).join('');
-  t.equal(tags, 'cCZ', 'CopyDone, CommandComplete, ReadyForQuery');
+  t.equal(tags, 'CZ', 'after the client CopyDone: CommandComplete, ReadyForQuery');
   c.close();
 
   const status = (await (await fetch(`http://127.0.0.1:${d.httpPort}/v1/status`)).json()) as Record<string, unknown>;
