@@ -19,7 +19,9 @@ export type ProposerFlaw =
   /** term = highest seen + 1 with no per-proposer uniqueness: two leaders can share a term (and epoch). */
   | 'shared-terms'
   /** VCL from the greetings taken before the vote, no second look after it. */
-  | 'single-round';
+  | 'single-round'
+  /** Count every acknowledged flush toward commit, also from acceptors not yet in the leader's epoch. */
+  | 'any-epoch-acks';
 
 export interface SimOptions {
   seed: number;

@@ -324,7 +324,8 @@ export class SimProposer implements ConnEnd<ToProposer> {
     const resp = decodeSafeKeeperResponse(bytes);
     s.inflight.shift();
     // Only an acceptor in our epoch is known to hold our WAL below its flush position.
-    if (resp.epoch === this.term && resp.flushLsn > this.acked[s.node]) {
+    const inEpoch = resp.epoch === this.term || this.flaw === 'any-epoch-acks';
+    if (inEpoch && resp.flushLsn > this.acked[s.node]) {
       this.acked[s.node] = resp.flushLsn;
       this.updateCommit();
     }

@@ -78,10 +78,16 @@ if (env.SIM_SEED !== undefined) {
     t.end();
   });
 
-  t.test('the simulation finds a proposer that takes its VCL from greetings made before the vote', (t) => {
-    const r = firstViolation(100, undefined, 'single-round');
-    t.ok(r, 'single-round election caught');
-    if (r) t.comment(`seed ${r.seed}: ${r.violations[0]}\n  replay: ${replayCommand(r, undefined, 'single-round')}`);
+  t.test('the simulation finds unsafe proposer shortcuts', (t) => {
+    const flaws: Array<[ProposerFlaw, number, string]> = [
+      ['single-round', 100, 'VCL from greetings made before the vote'],
+      ['any-epoch-acks', 400, 'commit counted from acceptors not yet in the leader epoch'],
+    ];
+    for (const [flaw, limit, what] of flaws) {
+      const r = firstViolation(limit, undefined, flaw);
+      t.ok(r, `${flaw} (${what}): caught within ${limit} seeds`);
+      if (r) t.comment(`${flaw}: seed ${r.seed}: ${r.violations[0]}\n  replay: ${replayCommand(r, undefined, flaw)}`);
+    }
     t.end();
   });
 }
