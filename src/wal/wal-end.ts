@@ -34,6 +34,15 @@ export interface WalEndResult {
  * Scan a timeline's segments from the lowest one (or `startLsn`) forward
  * through consecutive segments until the WAL ends. Throws WalDirError on bad
  * input (missing directory, no segments, a file of the wrong size, ...).
+ *
+ * File rules: `<name>.partial` is read instead of `<name>` when both exist.
+ * Every file the scan reads must be exactly one segment long, except an
+ * empty `.partial` (pg_receivewal accepts 0 or a full segment too): it holds
+ * no WAL yet, so the WAL ends there, as with a missing segment. Files past
+ * the end are not opened, so a stray bad file there does not stop start-up.
+ * With a record start that is not a page start, the segment's first page
+ * header is not re-validated (PostgreSQL's reader does), because only the
+ * page holding the start is read.
  */
 export async function findWalEnd(dir: string, opts: FindWalEndOptions = {}): Promise<WalEndResult> {
   const set = await openWalDir(dir, opts);
