@@ -7,6 +7,7 @@ import { version } from '../version.js';
 import { ServerConnection, type StartupInfo } from '../pq/connection.js';
 import { FrontendTag } from '../pq/backend.js';
 import { PgError, SqlState } from '../pq/errors.js';
+import type { TimelineKey } from '../timeline/ids.js';
 import { namedTimeline, type ClientSession, type ServerContext } from './context.js';
 import { runQuery } from './commands.js';
 import { toPgError } from './errors.js';
@@ -56,6 +57,11 @@ export class PgServer {
     return this.conns.size;
   }
 
+  /** Connections accepted since the listener started. */
+  get acceptedCount(): number {
+    return this.nextPid - 1;
+  }
+
   /** Listen; rejects with a one-line error (address in use, not available, ...). */
   listen(addr: ListenAddress): Promise<ListenAddress> {
     return new Promise((resolve, reject) => {
@@ -88,6 +94,8 @@ export class PgServer {
       },
       serverParams: (info) => serverParams(this.ctx, info),
       backendKey: { pid, secret: randomInt(0, 0x7fffffff) },
+      auth: this.ctx.auth,
+      onError: (err) => this.ctx.observer?.errorSent?.(err.code),
     });
     this.conns.add(conn);
     void this.serve(conn, log).finally(() => {
@@ -146,17 +154,42 @@ export class PgServer {
     }
   }
 
-  /** Stop accepting connections (existing ones go on). */
+  private closedListener: Promise<void> | undefined;
+
+  /**
+   * Stop accepting connections; existing ones go on. (The returned promise
+   * settles once the listener is closed, not when the connections are gone:
+   * net.Server's close callback would wait for those.)
+   */
   stopAccepting(): Promise<void> {
-    return new Promise((resolve) => {
-      if (!this.server.listening) return resolve();
-      this.server.close(() => resolve());
-    });
+    if (!this.closedListener) {
+      this.closedListener = new Promise((resolve) => {
+        if (!this.server.listening) return resolve();
+        this.server.close(() => resolve());
+      });
+    }
+    return Promise.resolve();
   }
 
   /** Stop reading from every connection. */
   pauseAll(): void {
     for (const c of this.conns) c.socket.pause();
+  }
+
+  /**
+   * Close the connections whose start-up parameters name this timeline's
+   * tenant and timeline (FATAL with `err`); resolves with how many once
+   * they are gone (forcing after `graceMs`).
+   */
+  async closeTimelineConnections(key: TimelineKey, err: PgError, graceMs = 2000): Promise<number> {
+    const mine = [...this.sessions].filter((cs) => cs.named.tenantId === key.tenantId && cs.named.timelineId === key.timelineId).map((cs) => cs.conn);
+    for (const c of mine) c.fatal(err);
+    const timer = setTimeout(() => {
+      for (const c of mine) c.destroy();
+    }, graceMs);
+    await Promise.all(mine.map((c) => c.closed));
+    clearTimeout(timer);
+    return mine.length;
   }
 
   /** Close every connection with 57P01, then wait for them to be gone (forcing after `graceMs`). */
@@ -169,6 +202,7 @@ export class PgServer {
     }, graceMs);
     await Promise.all(all.map((c) => c.closed));
     clearTimeout(timer);
+    await this.closedListener;
   }
 }
 

@@ -146,3 +146,35 @@ t.test('pretty logs on request', async (t) => {
   p.kill('SIGTERM');
   t.equal(await exited, 0);
 });
+
+t.test('SIGTERM during a push: in-flight WAL is synced and acknowledged, then 57P01, exit 0', async (t) => {
+  const { realWal, PushClient, elect, storedWal, commonPrefix, PushError } = await import('./helpers.js');
+  const wal = await realWal(t);
+  const dir = tempDir(t);
+  const d = await startDaemon(t, { dataDir: dir });
+  const c = await PushClient.connect(d.pgPort);
+  const { nodeId } = await elect(c, wal);
+  let pos = wal.startLsn;
+  for (let i = 0; i < 40; i++) {
+    const end = pos + 50_000n;
+    c.append({ senderId: nodeId, beginLsn: pos, endLsn: end, restartLsn: 0n, commitLsn: 0n, wal: wal.bytes.subarray(Number(pos - wal.startLsn), Number(end - wal.startLsn)) });
+    pos = end;
+  }
+  await c.response();
+  d.proc.kill('SIGTERM');
+  let acked = 0n;
+  let err: unknown;
+  try {
+    for (;;) acked = (await c.response()).flushLsn;
+  } catch (e) {
+    err = e;
+  }
+  const st = await d.exited;
+  t.equal(st.code, 0, 'exit 0');
+  if (err instanceof PushError) t.equal(err.code, '57P01', 'the proposer is told the server is shutting down');
+  else t.match((err as Error).message, /closed/, 'or the connection closes');
+  t.ok(acked > wal.startLsn, `acknowledged up to ${acked}`);
+  const n = Number(acked - wal.startLsn);
+  t.equal(commonPrefix(storedWal(dir, wal.startLsn, n, wal.segSize), wal.bytes), n, 'acknowledged WAL on disk');
+  t.notOk(existsSync(join(dir, 'safekeeper.pid')), 'lock released');
+});
