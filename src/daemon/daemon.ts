@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import { DataDirLock, LockHeldError } from '../storage/lock.js';
 import { writeFileDurableSync } from '../storage/fsutil.js';
 import { TimelineRegistry } from '../timeline/registry.js';
+import { registerReplicationCommands } from '../replication/daemon.js';
 import { version } from '../version.js';
 import type { ServerContext } from '../server/context.js';
 import { defaultServerVersion, listenError, PgServer, type ListenAddress } from '../server/pg-server.js';
@@ -67,6 +68,8 @@ export class Daemon {
   httpAddress: ListenAddress | undefined;
   private lock: DataDirLock | undefined;
   private stopping: Promise<void> | undefined;
+  /** Aborted when the stop begins: WAL senders end their streams as PostgreSQL's do. */
+  private readonly shutdownSignal = new AbortController();
 
   private constructor(private readonly opts: DaemonOptions) {
     this.dataDir = resolve(opts.dataDir);
@@ -110,6 +113,7 @@ export class Daemon {
 
     await this.registry.loadAll();
 
+    registerReplicationCommands({ shutdown: this.shutdownSignal.signal });
     this.pg = new PgServer(this.ctx);
     this.pgAddress = await this.pg.listen(this.opts.listenPg);
     if (this.opts.listenHttp) {
@@ -209,6 +213,7 @@ export class Daemon {
 
   private async shutdown(): Promise<void> {
     this.ctx.stopping = true;
+    this.shutdownSignal.abort();
     const pg = this.pg;
     if (pg) {
       await pg.stopAccepting();
