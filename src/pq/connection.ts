@@ -83,6 +83,8 @@ export interface ConnectionOptions {
   startupTimeoutMs?: number;
   /** Framer factory (tests use the TS twin); default the wasm MessageFramer. */
   framer?: (maxMessage: number) => Framer;
+  /** Called for every ErrorResponse sent (metrics). */
+  onError?: (err: PgError) => void;
 }
 
 /** Thrown by receive() once the client has gone (or the connection was closed here). */
@@ -301,6 +303,7 @@ export class ServerConnection {
 
   /** Report an error; the connection goes on (the caller sends ReadyForQuery when due). */
   sendError(err: PgError): void {
+    this.opts.onError?.(err);
     this.send(errorResponse({ severity: err.severity, code: err.code, message: err.message, detail: err.detail, hint: err.hint }));
   }
 

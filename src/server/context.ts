@@ -2,6 +2,7 @@
 // daemon's settings, and the per-connection state (start-up parameters,
 // the timeline named in them).
 import type { Logger } from '../log.js';
+import type { Authenticator } from '../pq/auth.js';
 import type { ServerConnection, StartupInfo } from '../pq/connection.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import { InvalidIdError, parseId, type TimelineKey } from '../timeline/ids.js';
@@ -17,6 +18,16 @@ export interface ServerContext {
   stopping: boolean;
   /** The server_version announced to clients. */
   serverVersion: string;
+  /** How clients authenticate (default: trust). */
+  auth?: Authenticator;
+  /** Told about connection-level events (metrics). */
+  observer?: ServerObserver;
+}
+
+/** Watches the pq listener (the metrics registry implements it). */
+export interface ServerObserver {
+  /** An ErrorResponse with this SQLSTATE was sent to a client. */
+  errorSent?(sqlstate: string): void;
 }
 
 /** The ids a client named in its start-up packet (either may be absent). */

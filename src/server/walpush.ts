@@ -23,7 +23,7 @@ import {
   encodeSafeKeeperResponse,
 } from '../protocol/messages.js';
 import { idFromBytes, type TimelineKey } from '../timeline/ids.js';
-import type { DurabilityListener, Timeline } from '../timeline/timeline.js';
+import type { DurabilityListener, PushSessionView, Timeline } from '../timeline/timeline.js';
 import { TimelineFailedError } from '../timeline/timeline.js';
 import type { ClientSession } from './context.js';
 import { ioSqlState, toPgError } from './errors.js';
@@ -41,6 +41,7 @@ export class WalPushSession implements DurabilityListener {
   private head = 0;
   private aborted: PgError | undefined;
   private drainWaiter: (() => void) | undefined;
+  private view: PushSessionView | undefined;
   private readonly started = performance.now();
   readonly stats = { appends: 0, walBytes: 0, responses: 0, syncsAtStart: 0 };
 
@@ -64,6 +65,8 @@ export class WalPushSession implements DurabilityListener {
       if (tl.failure) throw new TimelineFailedError(tl.name, tl.failure);
       this.timeline = tl;
       tl.activeSessions++;
+      this.view = this.makeView();
+      tl.pushSessions.add(this.view);
       unsubscribe = tl.subscribe(this);
       this.stats.syncsAtStart = tl.stats.syncs;
       // Compute flush_lsn afresh from the files, once every write so far is durable.
@@ -107,8 +110,27 @@ export class WalPushSession implements DurabilityListener {
       return false;
     } finally {
       unsubscribe?.();
-      if (this.timeline) this.timeline.activeSessions--;
+      if (this.timeline) {
+        this.timeline.activeSessions--;
+        if (this.view) this.timeline.pushSessions.delete(this.view);
+      }
     }
+  }
+
+  /** What the admin API shows of this session; disconnect() ends it (timeline deletion). */
+  private makeView(): PushSessionView {
+    const stats = this.stats;
+    return {
+      address: this.conn.remote,
+      since: new Date(),
+      get appends() {
+        return stats.appends;
+      },
+      get walBytes() {
+        return stats.walBytes;
+      },
+      disconnect: (message: string) => this.abort(new PgError({ severity: 'FATAL', code: SqlState.ADMIN_SHUTDOWN, message })),
+    };
   }
 
   private resolveKey(tenantBytes: Uint8Array, timelineBytes: Uint8Array): TimelineKey {
@@ -167,6 +189,7 @@ export class WalPushSession implements DurabilityListener {
         tl.noteCommit(req.commitLsn);
         this.stats.appends++;
         this.stats.walBytes += req.wal.length;
+        tl.stats.appends++;
         this.pending.push({ through: r.syncThrough, bytes: copyData(encodeSafeKeeperResponse(r.response)) });
         continue;
       }

@@ -7,12 +7,14 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { formatLsn } from '../lsn.js';
 import { ID_HEX, keyString, type TimelineKey } from './ids.js';
-import { Timeline } from './timeline.js';
+import { Timeline, type TimelineObserver } from './timeline.js';
 
 export interface RegistryOptions {
   root: string;
   noSync?: boolean;
   log: Logger;
+  /** Given to every timeline (metrics). */
+  observer?: TimelineObserver;
 }
 
 /** A timeline directory that could not be loaded. */
@@ -24,8 +26,15 @@ export interface BrokenTimeline {
 export class TimelineRegistry {
   private readonly timelines = new Map<string, Timeline>();
   readonly broken = new Map<string, BrokenTimeline>();
+  /** Timelines being deleted: getOrCreate refuses them until the deletion is over. */
+  private readonly deleting = new Set<string>();
 
   constructor(private readonly opts: RegistryOptions) {}
+
+  /** The data directory holding `<tenant>/<timeline>` directories. */
+  get root(): string {
+    return this.opts.root;
+  }
 
   get size(): number {
     return this.timelines.size;
@@ -44,9 +53,10 @@ export class TimelineRegistry {
     const name = keyString(key);
     const broken = this.broken.get(name);
     if (broken) throw broken.error;
+    if (this.deleting.has(name)) throw new Error(`timeline ${name} is being deleted`);
     let tl = this.timelines.get(name);
     if (!tl) {
-      tl = new Timeline({ root: this.opts.root, key, noSync: this.opts.noSync, log: this.opts.log });
+      tl = new Timeline({ root: this.opts.root, key, noSync: this.opts.noSync, log: this.opts.log, observer: this.opts.observer });
       this.timelines.set(name, tl);
     }
     return tl;
@@ -63,7 +73,7 @@ export class TimelineRegistry {
         const name = keyString(key);
         const started = performance.now();
         try {
-          const tl = new Timeline({ root: this.opts.root, key, noSync: this.opts.noSync, log });
+          const tl = new Timeline({ root: this.opts.root, key, noSync: this.opts.noSync, log, observer: this.opts.observer });
           const end = await tl.load();
           this.timelines.set(name, tl);
           const scan = tl.lastScan;
@@ -83,6 +93,20 @@ export class TimelineRegistry {
         }
       }
     }
+  }
+
+  /**
+   * Take a timeline out of the registry for deletion (loaded or broken): it
+   * is no longer listed, and getOrCreate refuses it until `done()` is called.
+   */
+  detach(key: TimelineKey): { timeline: Timeline | undefined; broken: BrokenTimeline | undefined; done(): void } {
+    const name = keyString(key);
+    const timeline = this.timelines.get(name);
+    const broken = this.broken.get(name);
+    this.timelines.delete(name);
+    this.broken.delete(name);
+    this.deleting.add(name);
+    return { timeline, broken, done: () => this.deleting.delete(name) };
   }
 
   async closeAll(): Promise<void> {

@@ -29,6 +29,29 @@ export interface TimelineOptions {
   key: TimelineKey;
   noSync?: boolean;
   log: Logger;
+  /** Told about syncs and failures (metrics). */
+  observer?: TimelineObserver;
+}
+
+/** Watches a timeline's storage work (the metrics registry implements it). */
+export interface TimelineObserver {
+  /** A WAL sync (fdatasync of the written segments) took `seconds`. */
+  walSynced?(tl: Timeline, seconds: number): void;
+  /** The timeline failed with a storage error. */
+  failed?(tl: Timeline, err: Error): void;
+}
+
+/** A WAL push session attached to a timeline, as the admin API shows it. */
+export interface PushSessionView {
+  /** The proposer's address, "host:port". */
+  readonly address: string;
+  readonly since: Date;
+  /** WAL requests received (the end-of-stream request not counted). */
+  readonly appends: number;
+  /** WAL bytes received. */
+  readonly walBytes: number;
+  /** End the session with a FATAL error carrying `message`. */
+  disconnect(message: string): void;
 }
 
 /** Told about durability progress; implemented by WAL push sessions. */
@@ -59,6 +82,8 @@ export function noFeedback(): HotStandbyFeedback {
 }
 
 export interface TimelineStats {
+  /** WAL requests of WAL push sessions (the end-of-stream request not counted). */
+  appends: number;
   writes: number;
   bytesWritten: number;
   syncs: number;
@@ -78,13 +103,16 @@ export class Timeline implements AcceptorStorage {
   /** End of WAL as last scanned (0 when there is none). */
   walEnd: Lsn = 0n;
   failure: Error | undefined;
-  readonly stats: TimelineStats = { writes: 0, bytesWritten: 0, syncs: 0, truncations: 0 };
+  readonly stats: TimelineStats = { appends: 0, writes: 0, bytesWritten: 0, syncs: 0, truncations: 0 };
   /** Hot standby feedback of the timeline's readers (replication fills it in). */
   hsFeedback: HotStandbyFeedback = noFeedback();
   /** Highest commit_lsn seen from a proposer. */
   commitLsn: Lsn = 0n;
   /** WAL push sessions currently attached. */
   activeSessions = 0;
+  /** The same sessions, for the admin API (address, since, progress). */
+  readonly pushSessions = new Set<PushSessionView>();
+  readonly observer: TimelineObserver | undefined;
 
   private segments: WalSegments | undefined;
   private persisted: SafeKeeperInfo | null;
@@ -102,6 +130,7 @@ export class Timeline implements AcceptorStorage {
     this.dir = join(opts.root, opts.key.tenantId, opts.key.timelineId);
     this.noSync = opts.noSync ?? false;
     this.log = opts.log.child({ timeline: this.name });
+    this.observer = opts.observer;
     this.control = new ControlFile(this.dir, this.noSync);
     this.persisted = existsSync(this.dir) ? this.control.load() : null;
     if (this.persisted) this.commitLsn = this.persisted.commitLsn;
@@ -178,12 +207,14 @@ export class Timeline implements AcceptorStorage {
   syncWal(): void {
     this.checkUsable();
     if (!this.segments) return;
+    const t0 = performance.now();
     try {
       this.segments.syncNow();
     } catch (err) {
       throw this.fail(this.ioError(err as Error, 'sync WAL'));
     }
     this.stats.syncs++;
+    this.observer?.walSynced?.(this, (performance.now() - t0) / 1000);
     if (this.written > this.synced) this.synced = this.written;
     const synced = this.synced;
     for (const l of [...this.listeners]) l.durable(synced);
@@ -225,6 +256,7 @@ export class Timeline implements AcceptorStorage {
       this.failure = err;
       this.log.error({ err: err.message, code: (err as NodeJS.ErrnoException).code }, 'timeline failed: WAL is suspect, no more acknowledgements until restart');
       for (const l of [...this.listeners]) l.failed(err);
+      this.observer?.failed?.(this, err);
     }
     return err;
   }
@@ -317,11 +349,13 @@ export class Timeline implements AcceptorStorage {
     const target = this.written > this.wanted ? this.written : this.wanted;
     if (target <= this.synced && !this.segments?.needsSync) return;
     const gen = this.gen;
+    const t0 = performance.now();
     const started = this.segments ? this.segments.sync() : Promise.resolve();
     this.syncing = started.then(
       () => {
         this.syncing = undefined;
         this.stats.syncs++;
+        this.observer?.walSynced?.(this, (performance.now() - t0) / 1000);
         if (gen === this.gen && target > this.synced) this.synced = target;
         const synced = this.synced;
         for (const l of [...this.listeners]) l.durable(synced);
