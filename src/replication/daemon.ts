@@ -29,7 +29,7 @@ export interface ServedTimeline {
   readonly syncedLsn: Lsn;
   readonly storedState: SafeKeeperInfo | null;
   hsFeedback: HotStandbyFeedback;
-  subscribe(l: { durable(synced: Lsn): void; truncated(lsn: Lsn): void; failed(err: Error): void }): () => void;
+  subscribe(l: { durable(synced: Lsn): void; truncated(lsn: Lsn): void; failed(err: Error): void; committed?(commitLsn: Lsn): void }): () => void;
 }
 
 /**
@@ -51,6 +51,8 @@ export class TimelineWalSource implements WalSource {
     timeline.subscribe({
       durable: () => this.refresh(),
       truncated: () => this.refresh(),
+      // A heartbeat moves commit_lsn without new WAL: readers waiting for it must wake too.
+      committed: () => this.refresh(),
       failed: () => {},
     });
   }
