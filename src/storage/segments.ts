@@ -267,45 +267,51 @@ export class WalSegments {
 
   /**
    * Discard all WAL at and after `lsn`, durably: WAL written before it is
-   * synced first, the rest of the segment holding `lsn` is zeroed (and the
-   * segment goes back to `.partial`), later segments are removed, and the
-   * directory is fsynced. Synchronous: returns once all of it is on disk.
+   * synced first; then later segments are removed, highest first, so that a
+   * crash part-way leaves a contiguous (shorter) run of the old WAL and never
+   * a hole; then the segment holding `lsn` goes back to `.partial` and its
+   * rest is zeroed. Synchronous: returns once all of it is on disk.
    */
   truncate(lsn: Lsn): void {
     const segno = segmentNumber(lsn, this.walSegSize);
     const offset = segmentOffset(lsn, this.walSegSize);
+    const doomed = (n: bigint) => n > segno || (n === segno && offset === 0);
     // Everything before the cut becomes durable (the caller then counts it as synced).
     for (const seg of this.open.values()) {
       if (seg.segno < segno && seg.dirty && !this.noSync) fdatasyncSync(seg.fd);
       if (seg.segno < segno) seg.dirty = false;
     }
-    for (const seg of [...this.open.values()]) {
-      if (seg.segno > segno || (seg.segno === segno && offset === 0)) this.closeSegment(seg);
-    }
-    for (const f of this.listFiles()) {
-      if (f.segno > segno || (f.segno === segno && offset === 0)) {
-        unlinkSync(join(this.dir, f.file));
-        this.dirDirty = true;
-      }
+    for (const seg of [...this.open.values()]) if (doomed(seg.segno)) this.closeSegment(seg);
+    const files = this.listFiles()
+      .filter((f) => doomed(f.segno))
+      .sort((a, b) => (a.segno > b.segno ? -1 : a.segno < b.segno ? 1 : 0));
+    for (const f of files) {
+      unlinkSync(join(this.dir, f.file));
+      if (!this.noSync) fsyncSync(this.dirFd);
     }
     if (offset > 0) {
       const name = segmentFileName(this.tli, segno, this.walSegSize);
-      const hasPartial = existsSync(join(this.dir, name + PARTIAL));
-      const hasFull = existsSync(join(this.dir, name));
-      if (hasPartial || hasFull) {
+      const partialPath = join(this.dir, name + PARTIAL);
+      const fullPath = join(this.dir, name);
+      if (existsSync(fullPath)) {
+        // Not complete any more: back to .partial before its tail changes
+        // (when both names exist, readers use the .partial one: keep that).
+        const open = this.open.get(segno);
+        if (existsSync(partialPath)) unlinkSync(fullPath);
+        else renameSync(fullPath, partialPath);
+        if (open) open.partial = true;
+        if (!this.noSync) fsyncSync(this.dirFd);
+      }
+      if (existsSync(partialPath)) {
         const seg = this.segment(segno);
         this.zeroFill(seg.fd, offset, this.walSegSize);
         if (!this.noSync) fdatasyncSync(seg.fd);
         seg.dirty = false;
         seg.full = false;
-        if (!seg.partial) {
-          renameSync(join(this.dir, name), join(this.dir, name + PARTIAL));
-          seg.partial = true;
-          this.dirDirty = true;
-        }
+        seg.partial = true;
       }
     }
-    // Segments before the cut that completed but were not renamed yet keep their state: sync() renames them.
+    // A new segment created before the cut may still need its directory entry synced.
     if (this.dirDirty && !this.noSync) fsyncSync(this.dirFd);
     this.dirDirty = false;
   }

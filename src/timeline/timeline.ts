@@ -290,10 +290,18 @@ export class Timeline implements AcceptorStorage {
       this.lastScan = null;
       return 0n;
     }
+    // Start at the segment of the stored commit position when every segment
+    // before it is present and complete (a scan from there finds the same end);
+    // otherwise scan everything from the lowest segment.
     let startLsn: Lsn | undefined;
     if (state && state.commitLsn > 0n) {
       const segno = segmentNumber(state.commitLsn, segSize);
-      if (mine.some((f) => f.segno === segno) && mine.some((f) => f.segno < segno)) startLsn = segmentFloor(state.commitLsn, segSize);
+      const lowest = mine.reduce((m, f) => (f.segno < m ? f.segno : m), segno);
+      let contiguous = lowest < segno && mine.some((f) => f.segno === segno);
+      for (let s = lowest; contiguous && s < segno; s++) {
+        contiguous = mine.some((f) => f.segno === s && !f.partial) && !mine.some((f) => f.segno === s && f.partial);
+      }
+      if (contiguous) startLsn = segmentFloor(state.commitLsn, segSize);
     }
     const result = await findWalEnd(this.dir, { walSegSize: segSize, timeline: tli, ...(startLsn !== undefined ? { startLsn } : {}) });
     this.lastScan = result;

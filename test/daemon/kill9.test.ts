@@ -14,6 +14,8 @@ import {
   startDaemon,
   storedWal,
   tempDir,
+  TENANT,
+  TIMELINE,
 } from './helpers.js';
 
 const KILLS = Number(process.env.WALKEEPER_KILL9_ROUNDS ?? 24);
@@ -45,6 +47,12 @@ t.test(`kill -9 at ${KILLS} random moments during a push`, async (t) => {
       const expected = lastRecordEndAtOrBefore(wal.recordEnds, intact) ?? 0n;
       if (greeting.flushLsn !== expected) {
         t.fail(`round ${round}: flush_lsn ${formatLsn(greeting.flushLsn)}, expected ${formatLsn(expected)} (intact to ${formatLsn(intact)}, acked ${formatLsn(highestAcked)})`);
+        if (process.env.WALKEEPER_KILL9_KEEP) {
+          const { cpSync, readdirSync } = await import('node:fs');
+          cpSync(dataDir, `${process.env.WALKEEPER_KILL9_KEEP}-${round}`, { recursive: true });
+          t.comment(JSON.stringify(d.logs.slice(0, 5)));
+          t.comment(readdirSync(`${dataDir}/${TENANT}/${TIMELINE}`).join(' '));
+        }
       }
       checks++;
     }
