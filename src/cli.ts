@@ -9,6 +9,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'run the safekeeper daemon (PostgreSQL computes push WAL to it)',
     load: async () => (await import('./commands/run.js')).runCommand,
   },
+  token: {
+    summary: 'mint an auth token (EdDSA JWT) from an Ed25519 private key, or make a key pair',
+    load: async () => (await import('./commands/token.js')).tokenCommand,
+  },
   'wal-end': {
     summary: 'find the end of valid WAL in a pg_wal, pg_receivewal or timeline directory',
     load: async () => (await import('./commands/wal-end.js')).walEndCommand,

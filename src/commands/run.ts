@@ -20,6 +20,9 @@ options:
   --listen-http HOST:PORT HTTP admin listener (default ${DEFAULT_LISTEN_HTTP})
   --id N                  this safekeeper's node id (stored in DIR/safekeeper.id)
   --no-sync               acknowledge WAL without fsync (unsafe: for tests and benchmarks)
+  --auth-public-key PATH  require tokens: Ed25519 public key(s), PEM; clients send a JWT
+                          as the pg password and as "Authorization: Bearer" on HTTP
+                          (default: off; see "walkeeper token --help")
   -h, --help              show this help
 
 Logs go to stdout: readable on a terminal, JSON lines otherwise
@@ -34,6 +37,7 @@ export interface RunOptions {
   listenHttp: ListenAddress;
   id?: number;
   noSync: boolean;
+  authPublicKeyPath?: string;
 }
 
 /** Parse HOST:PORT ([v6]:PORT for IPv6). */
@@ -95,6 +99,12 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
         opts.id = Number(v);
         break;
       }
+      case '--auth-public-key': {
+        const v = value();
+        if (v === '') throw new UsageError('--auth-public-key: empty file name');
+        opts.authPublicKeyPath = resolve(v);
+        break;
+      }
       case '--no-sync':
         if (inline !== undefined) throw new UsageError('--no-sync takes no value');
         opts.noSync = true;
@@ -122,6 +132,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       listenHttp: opts.listenHttp,
       id: opts.id,
       noSync: opts.noSync,
+      authPublicKeyPath: opts.authPublicKeyPath,
       log,
     });
   } catch (err) {

@@ -4,12 +4,16 @@
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { build } from '../http/app.js';
+import { JwtVerifier } from '../auth/jwt.js';
+import { pgTokenAuth } from '../auth/pg.js';
+import { build, type NodeAdmin } from '../http/app.js';
+import { Metrics } from '../metrics/metrics.js';
+import { PgError, SqlState } from '../pq/errors.js';
 import type { Logger } from '../log.js';
 import { DataDirLock, LockHeldError } from '../storage/lock.js';
 import { writeFileDurableSync } from '../storage/fsutil.js';
 import { TimelineRegistry } from '../timeline/registry.js';
-import { registerReplicationCommands } from '../replication/daemon.js';
+import { registerReplicationCommands, timelineWalSource } from '../replication/daemon.js';
 import { version } from '../version.js';
 import type { ServerContext } from '../server/context.js';
 import { defaultServerVersion, listenError, PgServer, type ListenAddress } from '../server/pg-server.js';
@@ -26,6 +30,10 @@ export interface DaemonOptions {
   id?: number;
   noSync?: boolean;
   log: Logger;
+  /** --auth-public-key: Ed25519 public key(s), PEM; tokens are then required (pg password, HTTP Bearer). */
+  authPublicKeyPath?: string;
+  /** A verifier to use instead of authPublicKeyPath (in-process use). */
+  auth?: JwtVerifier;
 }
 
 /** A start-up failure, as one line for the operator. */
@@ -38,6 +46,10 @@ export class DaemonStartError extends Error {
 
 function formatAddress(a: ListenAddress): string {
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host) || /^::ffff:127\./.test(host);
 }
 
 function describeFsError(err: NodeJS.ErrnoException): string {
@@ -61,6 +73,8 @@ export class Daemon {
   readonly log: Logger;
   readonly ctx: ServerContext;
   readonly registry: TimelineRegistry;
+  readonly metrics = new Metrics();
+  auth: JwtVerifier | undefined;
   readonly startedAt = Date.now();
   pg: PgServer | undefined;
   http: FastifyInstance | undefined;
@@ -74,7 +88,7 @@ export class Daemon {
   private constructor(private readonly opts: DaemonOptions) {
     this.dataDir = resolve(opts.dataDir);
     this.log = opts.log;
-    this.registry = new TimelineRegistry({ root: this.dataDir, noSync: opts.noSync, log: opts.log });
+    this.registry = new TimelineRegistry({ root: this.dataDir, noSync: opts.noSync, log: opts.log, observer: this.metrics });
     this.ctx = {
       registry: this.registry,
       log: opts.log,
@@ -82,7 +96,37 @@ export class Daemon {
       noSync: opts.noSync ?? false,
       stopping: false,
       serverVersion: defaultServerVersion(),
+      observer: this.metrics,
     };
+    this.metrics.attach({
+      timelines: () => this.registry.list(),
+      brokenTimelines: () => this.registry.broken.size,
+      readers: (tl) => timelineWalSource(tl).readers.size,
+      pgConnections: () => (this.pg ? { open: this.pg.connectionCount, accepted: this.pg.acceptedCount } : null),
+    });
+  }
+
+  /** What the HTTP API sees of this node. */
+  private nodeAdmin(): NodeAdmin {
+    return {
+      registry: this.registry,
+      readers: (tl) => timelineWalSource(tl).readers.list(),
+      closeConnections: (key, message) =>
+        this.pg ? this.pg.closeTimelineConnections(key, new PgError({ severity: 'FATAL', code: SqlState.ADMIN_SHUTDOWN, message })) : Promise.resolve(0),
+      noSync: this.ctx.noSync,
+    };
+  }
+
+  private loadAuth(): void {
+    if (this.opts.auth) this.auth = this.opts.auth;
+    else if (this.opts.authPublicKeyPath !== undefined) {
+      try {
+        this.auth = JwtVerifier.fromFile(this.opts.authPublicKeyPath);
+      } catch (err) {
+        throw new DaemonStartError((err as Error).message);
+      }
+    }
+    if (this.auth) this.ctx.auth = pgTokenAuth(this.auth, { log: this.log });
   }
 
   /** Start everything, or clean up and throw DaemonStartError (one line). */
@@ -111,6 +155,7 @@ export class Daemon {
     this.ctx.nodeId = this.resolveNodeId(dir);
     if (this.opts.noSync) this.log.warn('running with --no-sync: WAL is acknowledged before it is durable (unsafe)');
 
+    this.loadAuth();
     await this.registry.loadAll();
 
     registerReplicationCommands({ shutdown: this.shutdownSignal.signal });
@@ -127,6 +172,9 @@ export class Daemon {
           listenHttp: this.httpAddress ? formatAddress(this.httpAddress) : null,
           timelines: () => this.registry.size,
         }),
+        node: this.nodeAdmin(),
+        auth: this.auth ?? null,
+        metrics: this.metrics,
       });
       const want = this.opts.listenHttp;
       try {
@@ -146,9 +194,16 @@ export class Daemon {
         listenHttp: this.httpAddress ? formatAddress(this.httpAddress) : null,
         timelines: this.registry.size,
         noSync: this.ctx.noSync,
+        auth: this.auth ? `on (${this.auth.keyCount} key${this.auth.keyCount === 1 ? '' : 's'})` : 'off',
       },
       'walkeeper ready',
     );
+    if (!this.auth) {
+      const exposed = [this.pgAddress, this.httpAddress].filter((a): a is ListenAddress => !!a && !isLoopback(a.host)).map(formatAddress);
+      if (exposed.length > 0) {
+        this.log.warn({ listen: exposed }, 'authentication is off but a listener is not on loopback: anyone who can reach it can read and delete WAL (use --auth-public-key)');
+      }
+    }
   }
 
   private checkDataDir(dir: string): void {

@@ -1,53 +1,87 @@
-// The HTTP admin API. For now only GET /v1/status (the health check);
-// routes declare JSON schemas so validation and serialisation come from one
-// place. `build()` makes the app without listening (tests use inject()).
+// The HTTP admin API (Fastify). `build()` makes the app without listening
+// (tests use inject()). One plugin per route group; every route declares
+// JSON schemas for its params, query string and replies, from which
+// validation, serialisation and the OpenAPI document (/openapi.json) come.
+//
+//   GET    /v1/status                                     open
+//   GET    /metrics                                       open
+//   GET    /openapi.json                                  open
+//   GET    /v1/timelines                                  safekeeperdata
+//   GET    /v1/tenant/:tenant_id/timeline/:timeline_id    tenant
+//   DELETE /v1/tenant/:tenant_id/timeline/:timeline_id    tenant
+//   GET    /v1/tenant/:tenant_id/timeline/:timeline_id/wal tenant
+import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { JwtVerifier } from '../auth/jwt.js';
 import type { Logger } from '../log.js';
+import { Metrics } from '../metrics/metrics.js';
+import { version } from '../version.js';
+import { httpAuth } from './auth.js';
+import { errorHandler } from './errors.js';
+import type { NodeAdmin } from './node.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { openapiRoutes } from './routes/openapi.js';
+import { statusRoutes, type StatusSource } from './routes/status.js';
+import { timelineRoutes } from './routes/timelines.js';
+import { walRoutes } from './routes/wal.js';
 
-export interface StatusSource {
-  /** This safekeeper's numeric id, or null when none is configured. */
-  id: number | null;
-  version: string;
-  /** process start of the daemon, ms since the epoch */
-  startedAt: number;
-  listenPg: string | null;
-  listenHttp: string | null;
-  timelines: () => number;
-}
+export type { StatusSource } from './routes/status.js';
+export type { NodeAdmin } from './node.js';
 
 export interface BuildOptions {
   status: () => StatusSource;
   /** pino logger (warnings and errors only: no per-request lines); none → logging off. */
   log?: Logger;
+  /** The timelines; without it the timeline routes are not served. */
+  node?: NodeAdmin;
+  /** Token verifier; null/absent = auth off (every route open). */
+  auth?: JwtVerifier | null;
+  /** The metrics registry to serve (a new one, without node sources, when absent). */
+  metrics?: Metrics;
 }
 
-const statusSchema = {
-  type: 'object',
-  required: ['id', 'version', 'uptime_seconds', 'listen_pg', 'listen_http', 'timelines'],
-  properties: {
-    id: { type: ['integer', 'null'] },
-    version: { type: 'string' },
-    uptime_seconds: { type: 'number' },
-    listen_pg: { type: ['string', 'null'] },
-    listen_http: { type: ['string', 'null'] },
-    timelines: { type: 'integer' },
-  },
-} as const;
-
 export function build(opts: BuildOptions): FastifyInstance {
+  const ajv = { customOptions: { removeAdditional: false as const, verbose: true } };
   const app: FastifyInstance = opts.log
-    ? (Fastify({ loggerInstance: opts.log.child({ component: 'http' }, { level: 'warn' }) }) as unknown as FastifyInstance)
-    : Fastify({ logger: false });
-  app.get('/v1/status', { schema: { response: { 200: statusSchema } } }, async () => {
-    const s = opts.status();
-    return {
-      id: s.id,
-      version: s.version,
-      uptime_seconds: Math.round((Date.now() - s.startedAt) / 10) / 100,
-      listen_pg: s.listenPg,
-      listen_http: s.listenHttp,
-      timelines: s.timelines(),
-    };
+    ? (Fastify({ loggerInstance: opts.log.child({ component: 'http' }, { level: 'warn' }), ajv }) as unknown as FastifyInstance)
+    : Fastify({ logger: false, ajv });
+  const metrics = opts.metrics ?? new Metrics();
+  const authEnabled = !!opts.auth;
+
+  void app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'walkeeper admin API',
+        version,
+        description:
+          'Inspect and manage the timelines of a walkeeper safekeeper. LSNs are X/Y strings. With --auth-public-key, every route but /v1/status, /metrics and /openapi.json needs "Authorization: Bearer <JWT>" (EdDSA): scope "safekeeperdata" for everything, scope "tenant" with tenant_id for that tenant\'s timelines.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT (EdDSA)' } } },
+    },
+    transform: ({ schema, url, route }) => {
+      const rule = route.config?.auth ?? 'node';
+      const out = { ...(schema ?? {}) } as Record<string, unknown>;
+      if (rule !== 'open') out.security = [{ bearer: [] }];
+      return { schema: out as typeof schema, url };
+    },
   });
+  void app.register(httpAuth, { verifier: opts.auth ?? null, log: opts.log });
+
+  app.setErrorHandler(errorHandler(opts.log));
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` });
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    metrics.httpResponse(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode);
+  });
+
+  void app.register(statusRoutes, { status: opts.status, authEnabled });
+  void app.register(metricsRoutes, { metrics });
+  void app.register(openapiRoutes);
+  if (opts.node) {
+    void app.register(timelineRoutes, { node: opts.node, log: opts.log });
+    void app.register(walRoutes, { node: opts.node });
+  }
   return app;
 }

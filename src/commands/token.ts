@@ -1,0 +1,145 @@
+// `walkeeper token`: mint an EdDSA JWT for the safekeeper from an Ed25519
+// private key, or make a new key pair.
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadPrivateKey, signToken, type TokenClaims } from '../auth/jwt.js';
+import { ID_HEX } from '../timeline/ids.js';
+import { CommandError, UsageError } from './errors.js';
+
+const HELP = `usage: walkeeper token --private-key PATH [--scope SCOPE] [--tenant-id ID] [--expires-in DURATION]
+       walkeeper token --new-key-pair PREFIX
+
+Print a token (a JWT signed with EdDSA) for a walkeeper started with
+--auth-public-key. Send it as the password on the PostgreSQL port and as
+"Authorization: Bearer <token>" on HTTP.
+
+options:
+  --private-key PATH     Ed25519 private key, PEM (PKCS#8)
+  --scope SCOPE          safekeeperdata: everything on the node;
+                         tenant: only the timelines of --tenant-id
+                         (default: tenant when --tenant-id is given)
+  --tenant-id ID         32 hex digits (scope tenant)
+  --expires-in DURATION  add an "exp" claim: N seconds, or Ns, Nm, Nh, Nd (default: no expiry)
+  --new-key-pair PREFIX  write a new key pair: PREFIX.private.pem (mode 0600) and
+                         PREFIX.public.pem (for --auth-public-key); nothing is overwritten
+  -h, --help             show this help
+`;
+
+/** Seconds in "90", "90s", "15m", "12h", "30d". */
+export function parseDuration(text: string): number {
+  const m = /^(\d{1,9})([smhd]?)$/.exec(text);
+  if (!m) throw new UsageError(`--expires-in: invalid duration "${text}": expected N seconds or Ns, Nm, Nh, Nd`);
+  const n = Number(m[1]);
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  if (n === 0) throw new UsageError('--expires-in: the duration must be more than 0');
+  return n * unit;
+}
+
+interface TokenArgs {
+  privateKey?: string;
+  scope?: string;
+  tenantId?: string;
+  expiresIn?: number;
+  newKeyPair?: string;
+}
+
+function parseArgs(argv: string[]): TokenArgs | 'help' {
+  const out: TokenArgs = {};
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let inline: string | undefined;
+    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
+    if (eq > 0) {
+      inline = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const value = (): string => {
+      if (inline !== undefined) return inline;
+      const v = argv[++i];
+      if (v === undefined) throw new UsageError(`${arg} needs a value`);
+      return v;
+    };
+    switch (arg) {
+      case '-h':
+      case '--help':
+        return 'help';
+      case '--private-key':
+        out.privateKey = value();
+        break;
+      case '--scope': {
+        const v = value();
+        if (v !== 'tenant' && v !== 'safekeeperdata') throw new UsageError(`--scope: "${v}" is not a safekeeper scope: use tenant or safekeeperdata`);
+        out.scope = v;
+        break;
+      }
+      case '--tenant-id': {
+        const v = value();
+        if (!ID_HEX.test(v)) throw new UsageError(`--tenant-id: invalid tenant id "${v}": expected 32 hex digits`);
+        out.tenantId = v.toLowerCase();
+        break;
+      }
+      case '--expires-in':
+        out.expiresIn = parseDuration(value());
+        break;
+      case '--new-key-pair':
+        out.newKeyPair = value();
+        break;
+      default:
+        throw new UsageError(`unknown option "${argv[i]}" (try "walkeeper token --help")`);
+    }
+  }
+  return out;
+}
+
+function newKeyPair(prefix: string): number {
+  const priv = `${prefix}.private.pem`;
+  const pub = `${prefix}.public.pem`;
+  for (const f of [priv, pub]) if (existsSync(f)) throw new CommandError(`${f} already exists; not overwriting it`);
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519', {
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+  try {
+    writeFileSync(priv, privateKey, { mode: 0o600, flag: 'wx' });
+    writeFileSync(pub, publicKey, { mode: 0o644, flag: 'wx' });
+  } catch (err) {
+    throw new CommandError(`cannot write the key pair: ${(err as Error).message}`);
+  }
+  process.stdout.write(`private key: ${priv}\npublic key:  ${pub}\n`);
+  return 0;
+}
+
+export async function tokenCommand(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  if (args === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (args.newKeyPair !== undefined) {
+    if (args.privateKey || args.scope || args.tenantId || args.expiresIn) throw new UsageError('--new-key-pair takes no other option');
+    return newKeyPair(args.newKeyPair);
+  }
+  if (!args.privateKey) throw new UsageError('--private-key is required (or --new-key-pair to make one)');
+  const scope = args.scope ?? (args.tenantId ? 'tenant' : undefined);
+  if (!scope) throw new UsageError('--scope is required: tenant (with --tenant-id) or safekeeperdata');
+  if (scope === 'tenant' && !args.tenantId) throw new UsageError('--scope tenant needs --tenant-id');
+  if (scope === 'safekeeperdata' && args.tenantId) throw new UsageError('--tenant-id goes with --scope tenant only');
+  let pem: string;
+  try {
+    pem = readFileSync(args.privateKey, 'utf8');
+  } catch (err) {
+    throw new CommandError(`cannot read ${args.privateKey}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  let key;
+  try {
+    key = loadPrivateKey(pem, args.privateKey);
+  } catch (err) {
+    throw new CommandError((err as Error).message);
+  }
+  const now = Math.floor(Date.now() / 1000);
+  const claims: TokenClaims = { scope, iat: now };
+  if (args.tenantId) claims.tenant_id = args.tenantId;
+  if (args.expiresIn !== undefined) claims.exp = now + args.expiresIn;
+  process.stdout.write(signToken(claims, key) + '\n');
+  return 0;
+}
