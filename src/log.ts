@@ -28,7 +28,7 @@ export function createLogger(opts: LogOptions = {}): Logger {
   const level = opts.level ?? (envLevel && LEVELS.has(envLevel) ? envLevel : 'info');
   const base = { pid: process.pid };
   if (format === 'pretty') {
-    const stream = pretty({ destination: fd, sync: true, colorize: fd === 1 ? process.stdout.isTTY : false, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
+    const stream = pretty({ destination: fd, sync: true, colorize: fd === 1 ? process.stdout.isTTY : false, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true });
     return pino({ level, base }, stream);
   }
   return pino({ level, base }, pino.destination({ fd, sync: true }));
