@@ -265,3 +265,71 @@ function fakeNode() {
     closeConnections: async () => 0,
   };
 }
+
+t.test('a timeline that could not be loaded: listed as broken, 503, deletable', async (t) => {
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const dataDir = tempDir(t, 'wk-http-broken-');
+  mkdirSync(join(dataDir, TENANT, TIMELINE), { recursive: true });
+  writeFileSync(join(dataDir, TENANT, TIMELINE, 'safekeeper.control'), Buffer.alloc(64, 0x5a));
+  const daemon = await Daemon.start({ dataDir, listenPg: { host: '127.0.0.1', port: 0 }, listenHttp: { host: '127.0.0.1', port: 0 }, noSync: true, log: silentLogger() });
+  t.teardown(() => daemon.stop());
+  const app = daemon.http!;
+  const list = (await app.inject({ method: 'GET', url: '/v1/timelines' })).json();
+  t.same(list.timelines, [{ tenant_id: TENANT, timeline_id: TIMELINE, state: 'broken', flush_lsn: null, commit_lsn: null }]);
+  for (const url of [TL_PATH, `${TL_PATH}/wal`]) {
+    const r = await app.inject({ method: 'GET', url });
+    t.equal(r.statusCode, 503, url);
+    t.equal(r.json().error, 'unavailable');
+    t.match(r.json().message, `timeline ${TENANT}/${TIMELINE} could not be loaded: `);
+  }
+  const m = parseMetrics((await app.inject({ method: 'GET', url: '/metrics' })).body).samples;
+  t.equal(sampleValue(m, 'walkeeper_timelines', { state: 'broken' }), 1);
+  const d = await app.inject({ method: 'DELETE', url: TL_PATH });
+  t.equal(d.statusCode, 200);
+  t.same(d.json().removed.files, [{ name: 'safekeeper.control', bytes: 64 }]);
+  t.same((await app.inject({ method: 'GET', url: '/v1/timelines' })).json().timelines, []);
+});
+
+t.test('reader and feedback views', async (t) => {
+  const { readerView, feedbackView } = await import('../../src/http/node.js');
+  // 2000-01-01 + 1 s, full xids
+  t.same(feedbackView({ ts: 1_000_000n, xmin: (1n << 32n) | 800n, catalogXmin: 0xffff_ffff_ffff_ffffn }), { ts: '2000-01-01T00:00:01.000Z', xmin: 4294968096, catalog_xmin: null });
+  const snap = {
+    id: 1,
+    applicationName: 'standby1',
+    address: '10.0.0.2:5000',
+    startLsn: 0x1000000n,
+    timeline: 1,
+    attachedAt: new Date(0),
+    sentLsn: 0x1800000n,
+    status: { writeLsn: 0x1700000n, flushLsn: 0x1600000n, applyLsn: 0n, clientTime: 0n },
+    replicatedLsn: 0x1600000n,
+    feedback: null,
+  };
+  t.same(readerView(snap, 0x1800000n), {
+    application_name: 'standby1',
+    address: '10.0.0.2:5000',
+    since: '1970-01-01T00:00:00.000Z',
+    slot_name: null,
+    pg_timeline: 1,
+    start_lsn: '0/1000000',
+    sent_lsn: '0/1800000',
+    write_lsn: '0/1700000',
+    flush_lsn: '0/1600000',
+    apply_lsn: null,
+    lag_bytes: 0x200000,
+    hot_standby_feedback: null,
+  });
+  t.equal(readerView({ ...snap, status: null, replicatedLsn: 0n }, 0x1900000n).lag_bytes, 0x100000, 'before its first report: against what was sent');
+});
+
+t.test('auth off on a non-loopback listener: a warning', async (t) => {
+  const { pino } = await import('pino');
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'warn' }, { write: (s: string) => lines.push(JSON.parse(s)) });
+  const daemon = await Daemon.start({ dataDir: tempDir(t), listenPg: { host: '127.0.0.1', port: 0 }, listenHttp: { host: '0.0.0.0', port: 0 }, noSync: true, log });
+  t.teardown(() => daemon.stop());
+  const w = lines.find((l) => /authentication is off/.test(String(l.msg)));
+  t.ok(w, 'warned');
+  t.match(w?.listen, [/^0\.0\.0\.0:\d+$/]);
+});

@@ -157,3 +157,24 @@ t.test('a running daemon with a proposer and pg_receivewal, seen through the API
   const stopped = await d.stop();
   t.equal(stopped.code, 0);
 });
+
+t.test('--auth-public-key problems stop the start with one line', async (t) => {
+  const dir = tempDir(t, 'wk-http-badkey-');
+  const { writeFileSync } = await import('node:fs');
+  const { generateKeyPairSync } = await import('node:crypto');
+  writeFileSync(join(dir, 'rsa.pem'), generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }));
+  writeFileSync(join(dir, 'junk.pem'), 'hello\n');
+  const run = (key: string) => runCli(['run', '-D', dir, '--listen-pg', '127.0.0.1:0', '--listen-http', '127.0.0.1:0', '--auth-public-key', key]);
+  const cases: Array<[string, RegExp]> = [
+    [join(dir, 'missing.pem'), /^walkeeper run: cannot read the auth public key \S+missing\.pem: no such file\n$/],
+    [join(dir, 'rsa.pem'), /^walkeeper run: \S+rsa\.pem: key 1 is rsa, expected an Ed25519 public key\n$/],
+    [join(dir, 'junk.pem'), /^walkeeper run: \S+junk\.pem: no PEM public key found\n$/],
+  ];
+  for (const [key, want] of cases) {
+    const r = await run(key);
+    t.equal(r.code, 1);
+    t.match(r.stderr, want);
+  }
+  const help = await runCli(['run', '--help']);
+  t.match(help.stdout, '--auth-public-key PATH');
+});
