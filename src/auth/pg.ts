@@ -14,8 +14,7 @@
 // bound to that name: START_WAL_PUSH refuses a ServerInfo for another
 // timeline, replication serves only the named timeline.
 import type { Logger } from '../log.js';
-import type { AuthExchange, Authenticator } from '../pq/auth.js';
-import { authenticationCleartextPassword, FrontendTag } from '../pq/backend.js';
+import { askCleartextPassword, type AuthExchange, type Authenticator } from '../pq/auth.js';
 import { StartupInfo } from '../pq/connection.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import { parseOptions } from '../pq/startup.js';
@@ -40,14 +39,7 @@ export function pgTokenAuth(verifier: JwtVerifier, opts: PgTokenAuthOptions = {}
     name: 'jwt',
     async authenticate(x: AuthExchange): Promise<void> {
       const user = x.params.get('user') ?? '';
-      x.send(authenticationCleartextPassword());
-      const msg = await x.receive();
-      if (msg.tag !== FrontendTag.PasswordMessage) {
-        throw PgError.protocol(`expected password response, got message type ${msg.tag}`);
-      }
-      const nul = msg.body.indexOf(0);
-      if (nul !== msg.body.length - 1) throw PgError.protocol('invalid password packet size');
-      const token = msg.body.subarray(0, nul).toString('utf8');
+      const token = await askCleartextPassword(x);
       let claims: Claims;
       try {
         claims = verifier.verify(token);

@@ -32,6 +32,18 @@ function authFailed(user: string): PgError {
   return new PgError({ severity: 'FATAL', code: SqlState.INVALID_PASSWORD, message: `password authentication failed for user "${user}"` });
 }
 
+/** Send AuthenticationCleartextPassword and read the client's PasswordMessage. */
+export async function askCleartextPassword(x: AuthExchange): Promise<string> {
+  x.send(authenticationCleartextPassword());
+  const msg = await x.receive();
+  if (msg.tag !== FrontendTag.PasswordMessage) {
+    throw PgError.protocol(`expected password response, got message type ${msg.tag}`);
+  }
+  const nul = msg.body.indexOf(0);
+  if (nul !== msg.body.length - 1) throw PgError.protocol('invalid password packet size');
+  return msg.body.subarray(0, nul).toString('utf8');
+}
+
 /**
  * cleartext password: AuthenticationCleartextPassword, then the client's
  * PasswordMessage, checked by `check` (which may, for example, verify a
@@ -42,14 +54,7 @@ export function cleartextPasswordAuth(check: PasswordCheck): Authenticator {
     name: 'password',
     async authenticate(x: AuthExchange): Promise<void> {
       const user = x.params.get('user') ?? '';
-      x.send(authenticationCleartextPassword());
-      const msg = await x.receive();
-      if (msg.tag !== FrontendTag.PasswordMessage) {
-        throw PgError.protocol(`expected password response, got message type ${msg.tag}`);
-      }
-      const nul = msg.body.indexOf(0);
-      if (nul !== msg.body.length - 1) throw PgError.protocol('invalid password packet size');
-      const password = msg.body.subarray(0, nul).toString('utf8');
+      const password = await askCleartextPassword(x);
       if (!(await check(user, password, x.params))) throw authFailed(user);
     },
   };
