@@ -6,6 +6,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { formatLsn } from '../lsn.js';
+import { removeInterruptedDeletions } from '../storage/remove.js';
 import { ID_HEX, keyString, type TimelineKey } from './ids.js';
 import { Timeline, type TimelineObserver } from './timeline.js';
 
@@ -67,6 +68,10 @@ export class TimelineRegistry {
     const log = this.opts.log;
     for (const tenant of readdirSync(this.opts.root)) {
       if (!ID_HEX.test(tenant) || !isDir(join(this.opts.root, tenant))) continue;
+      // A crash between a deletion's rename and its removal leaves the renamed tree behind.
+      for (const leftover of removeInterruptedDeletions(join(this.opts.root, tenant))) {
+        log.warn({ tenant, removed: leftover }, 'removed the remains of an interrupted timeline deletion');
+      }
       for (const timeline of readdirSync(join(this.opts.root, tenant))) {
         if (!ID_HEX.test(timeline) || !isDir(join(this.opts.root, tenant, timeline))) continue;
         const key = { tenantId: tenant.toLowerCase(), timelineId: timeline.toLowerCase() };
