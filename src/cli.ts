@@ -13,6 +13,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'mint an auth token (EdDSA JWT) from an Ed25519 private key, or make a key pair',
     load: async () => (await import('./commands/token.js')).tokenCommand,
   },
+  propose: {
+    summary: 'quorum proposer for an unmodified PostgreSQL primary (synchronous standby)',
+    load: async () => (await import('./commands/propose.js')).proposeCommand,
+  },
   'wal-end': {
     summary: 'find the end of valid WAL in a pg_wal, pg_receivewal or timeline directory',
     load: async () => (await import('./commands/wal-end.js')).walEndCommand,

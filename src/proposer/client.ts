@@ -105,6 +105,9 @@ export class ProposerClient {
   private copyFailure: Error | null = null;
   private socketError: Error | null = null;
   private lastVote: NodeId = zeroNodeId();
+  /** When set, responses go here as they arrive instead of through nextResponse(). */
+  private responseHandler: ((r: SafeKeeperResponse) => void) | null = null;
+  private streamEndListeners: ((reason: Error) => void)[] = [];
 
   private constructor(
     private readonly socket: Socket,
@@ -205,6 +208,32 @@ export class ProposerClient {
       this.expected.push({ kind: 'vote', waiter: { resolve, reject } });
       this.socket.write(copyData(bytes));
     });
+  }
+
+  /**
+   * Deliver responses to `handler` as they arrive, in order, instead of
+   * through nextResponse() (responses already queued go to it at once).
+   */
+  setResponseHandler(handler: ((r: SafeKeeperResponse) => void) | null): void {
+    this.responseHandler = handler;
+    if (!handler) return;
+    const queued = this.responses;
+    this.responses = [];
+    for (const r of queued) handler(r);
+  }
+
+  /**
+   * Called once when the push channel can no longer be used (the server
+   * ended it, an error, the connection closed); at once if that is already so.
+   */
+  onStreamEnd(listener: (reason: Error) => void): void {
+    if (this.copyFailure) listener(this.copyFailure);
+    else this.streamEndListeners.push(listener);
+  }
+
+  /** Bytes written to the socket and not yet handed to the kernel. */
+  get writableLength(): number {
+    return this.socket.writableLength;
   }
 
   /** Send a WAL request without waiting; its response comes from nextResponse(), in order. */
@@ -389,6 +418,7 @@ export class ProposerClient {
           return next.waiter.resolve(decodeNodeId(body));
         case 'response': {
           const resp = decodeSafeKeeperResponse(body);
+          if (this.responseHandler) return this.responseHandler(resp);
           const w = this.responseWaiters.shift();
           if (w) w.resolve(resp);
           else this.responses.push(resp);
@@ -420,6 +450,9 @@ export class ProposerClient {
   /** The push channel is over: reject what still waits on it. */
   private endCopy(reason: Error): void {
     this.copyFailure ??= reason;
+    const listeners = this.streamEndListeners;
+    this.streamEndListeners = [];
+    for (const l of listeners) l(this.copyFailure);
     const expected = this.expected;
     const waiters = this.responseWaiters;
     this.expected = [];

@@ -1,0 +1,172 @@
+// `walkeeper propose`: the quorum proposer in front of an unmodified
+// PostgreSQL primary (src/proposer/quorum.ts).
+import { readFileSync } from 'node:fs';
+import { createLogger } from '../log.js';
+import { LsnError, parseLsn, type Lsn } from '../lsn.js';
+import { ConnStringError, resolveConnString, type ConnTarget } from '../proposer/connstr.js';
+import { SLOT_NAME } from '../proposer/primary.js';
+import { LostLeadershipError, QuorumProposer, type SafekeeperAddress } from '../proposer/quorum.js';
+import { CommandError, UsageError } from './errors.js';
+import { parseListenAddress } from './run.js';
+
+export const DEFAULT_SLOT = 'walkeeper';
+export const DEFAULT_APPLICATION_NAME = 'walkeeper';
+
+const HELP = `usage: walkeeper propose --primary CONNSTR --safekeepers HOST:PORT,... --tenant ID --timeline ID [options]
+
+Give an unmodified PostgreSQL primary the quorum guarantee: connect to it as a
+physical replication client (with its own slot), win an election among the
+safekeepers, recover the most advanced WAL, then stream the primary's WAL to
+every safekeeper and report flush = the position a majority has synced. With
+synchronous_standby_names naming this proposer's application name, a commit
+returns only once its WAL is on a quorum of safekeepers.
+
+options:
+  --primary CONNSTR          libpq connection string or URI of the primary
+                             (e.g. "host=127.0.0.1 port=5432 user=postgres")
+  --safekeepers LIST         comma-separated HOST:PORT of every safekeeper's
+                             PostgreSQL-protocol port
+  --tenant ID                tenant id, 32 hex digits
+  --timeline ID              timeline id, 32 hex digits
+  --slot NAME                physical replication slot on the primary, created
+                             when missing (default ${DEFAULT_SLOT})
+  --application-name NAME    application_name towards the primary, the name to
+                             put in synchronous_standby_names (default ${DEFAULT_APPLICATION_NAME})
+  --start-lsn X/Y            where a fresh timeline starts (default: the start of
+                             the segment holding the primary's current position)
+  --max-buffer SIZE          WAL kept in memory, e.g. 64MB (default 64MB)
+  --safekeeper-token-file F  password/token to present to the safekeepers
+  -h, --help                 show this help
+
+Exits 0 after SIGINT/SIGTERM, 1 when it cannot go on (another proposer took
+over the timeline, the primary switched timelines, ...), 2 on bad usage.
+`;
+
+export interface ProposeOptions {
+  primary: ConnTarget;
+  safekeepers: SafekeeperAddress[];
+  tenantId: string;
+  timelineId: string;
+  slot: string;
+  applicationName: string;
+  startLsn?: Lsn;
+  maxBufferBytes?: number;
+  safekeeperPassword?: string;
+}
+
+const HEX32 = /^[0-9a-fA-F]{32}$/;
+
+function parseSize(text: string, option: string): number {
+  const m = /^(\d+)\s*(B|kB|KB|MB|GB)?$/.exec(text.trim());
+  if (!m) throw new UsageError(`${option}: invalid size "${text}" (e.g. 64MB)`);
+  const mult = { B: 1, kB: 1024, KB: 1024, MB: 1 << 20, GB: 1 << 30 }[(m[2] ?? 'B') as 'B'];
+  const n = Number(m[1]) * mult;
+  if (n < 1 << 20) throw new UsageError(`${option}: ${text} is too small; at least 1MB`);
+  return n;
+}
+
+export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
+  const got: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let inline: string | undefined;
+    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
+    if (eq > 0) {
+      inline = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    if (arg === '-h' || arg === '--help') return 'help';
+    const known = ['--primary', '--safekeepers', '--tenant', '--timeline', '--slot', '--application-name', '--start-lsn', '--max-buffer', '--safekeeper-token-file'];
+    if (!known.includes(arg)) throw new UsageError(`unknown option "${argv[i]}" (try "walkeeper propose --help")`);
+    const v = inline ?? argv[++i];
+    if (v === undefined) throw new UsageError(`${arg} needs a value`);
+    if (got[arg] !== undefined) throw new UsageError(`${arg} given twice`);
+    got[arg] = v;
+  }
+  for (const need of ['--primary', '--safekeepers', '--tenant', '--timeline']) {
+    if (got[need] === undefined) throw new UsageError(`${need} is required (try "walkeeper propose --help")`);
+  }
+  let primary: ConnTarget;
+  try {
+    primary = resolveConnString(got['--primary']);
+  } catch (err) {
+    if (err instanceof ConnStringError) throw new UsageError(`--primary: ${err.message}`);
+    throw err;
+  }
+  const safekeepers = got['--safekeepers']
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => parseListenAddress(s, '--safekeepers'));
+  if (safekeepers.length === 0) throw new UsageError('--safekeepers: no address given');
+  const seen = new Set<string>();
+  for (const s of safekeepers) {
+    const k = `${s.host}:${s.port}`;
+    if (seen.has(k)) throw new UsageError(`--safekeepers: ${k} is listed twice`);
+    seen.add(k);
+  }
+  for (const [opt, v] of [['--tenant', got['--tenant']], ['--timeline', got['--timeline']]] as const) {
+    if (!HEX32.test(v)) throw new UsageError(`${opt}: invalid id "${v}": expected 32 hex digits`);
+  }
+  const slot = got['--slot'] ?? DEFAULT_SLOT;
+  if (!SLOT_NAME.test(slot)) throw new UsageError(`--slot: invalid slot name "${slot}": lower-case letters, digits and underscores, at most 63`);
+  const applicationName = got['--application-name'] ?? DEFAULT_APPLICATION_NAME;
+  if (applicationName === '' || /[^\x20-\x7e]/.test(applicationName)) throw new UsageError(`--application-name: invalid name "${applicationName}"`);
+  const opts: ProposeOptions = {
+    primary,
+    safekeepers,
+    tenantId: got['--tenant'].toLowerCase(),
+    timelineId: got['--timeline'].toLowerCase(),
+    slot,
+    applicationName,
+  };
+  if (got['--start-lsn'] !== undefined) {
+    try {
+      opts.startLsn = parseLsn(got['--start-lsn']);
+    } catch (err) {
+      if (err instanceof LsnError) throw new UsageError(`--start-lsn: ${err.message}`);
+      throw err;
+    }
+  }
+  if (got['--max-buffer'] !== undefined) opts.maxBufferBytes = parseSize(got['--max-buffer'], '--max-buffer');
+  if (got['--safekeeper-token-file'] !== undefined) {
+    try {
+      opts.safekeeperPassword = readFileSync(got['--safekeeper-token-file'], 'utf8').trim();
+    } catch (err) {
+      throw new UsageError(`--safekeeper-token-file: ${(err as Error).message}`);
+    }
+  }
+  return opts;
+}
+
+export async function proposeCommand(argv: string[]): Promise<number> {
+  const opts = parseProposeArgs(argv);
+  if (opts === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const log = createLogger();
+  const proposer = new QuorumProposer({ ...opts, log });
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      log.warn({ signal: sig }, 'second signal: exiting at once');
+      process.exit(1);
+    }
+    log.info({ signal: sig }, 'stopping');
+    void proposer.stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await proposer.run();
+    return 0;
+  } catch (err) {
+    if (err instanceof LostLeadershipError) throw new CommandError(`lost leadership: ${err.message}`);
+    throw new CommandError((err as Error).message);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,321 @@
+// End-to-end harness for the quorum proposer: a real PostgreSQL 15 primary
+// whose synchronous standby is `walkeeper propose`, three safekeeper daemons
+// (child processes, restartable on the same ports and data directories),
+// a hot standby streaming from one safekeeper, and client workloads that
+// remember every commit the server acknowledged.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { Test } from 'tap';
+import { formatLsn, parseLsn, segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../../src/lsn.js';
+import { PgClient } from '../../src/proposer/pg-client.js';
+import { BIN, ROOT, startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daemon/helpers.js';
+import { chownToPg, freePort, pgTempDir, runPgOk, startCluster, type ClusterOptions, type PgCluster } from '../helpers/pg.js';
+
+export { TENANT, TIMELINE };
+export const APP = 'walkeeper';
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T> | T, ok: (v: T) => boolean, timeoutMs = 30_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      last = await probe();
+      if (ok(last)) return last;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${String(last)}${lastErr ? `, error: ${(lastErr as Error).message}` : ''})`);
+    }
+    await sleep(everyMs);
+  }
+}
+
+// ---------------------------------------------------------------- safekeepers
+
+export class Safekeeper {
+  proc: DaemonProc | null = null;
+  readonly dataDir: string;
+
+  constructor(
+    private readonly t: Test,
+    readonly index: number,
+    readonly pgPort: number,
+    readonly httpPort: number,
+    root: string,
+  ) {
+    this.dataDir = join(root, `sk${index}`);
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.pgPort}`;
+  }
+
+  get up(): boolean {
+    return this.proc !== null;
+  }
+
+  async start(): Promise<void> {
+    if (this.proc) return;
+    mkdirSync(this.dataDir, { recursive: true });
+    const proc = await startDaemon(this.t, { dataDir: this.dataDir, pgPort: this.pgPort, httpPort: this.httpPort });
+    this.proc = proc;
+    // WK_PROPOSER_LOG=FILE also keeps each safekeeper run's log lines, next to it.
+    const keep = process.env.WK_PROPOSER_LOG;
+    if (keep) {
+      const file = `${keep}.sk${this.index}`;
+      this.t.teardown(() => writeFileSync(file, proc.logs.map((l) => JSON.stringify(l)).join('\n') + '\n' + proc.stderr(), { flag: 'a' }));
+    }
+  }
+
+  async kill9(): Promise<void> {
+    const p = this.proc;
+    this.proc = null;
+    await p?.kill9();
+  }
+
+  /** End of the WAL stored here (IDENTIFY_SYSTEM as a recovering proposer sees it). */
+  async flushLsn(): Promise<Lsn> {
+    const c = await PgClient.connect({
+      host: '127.0.0.1',
+      port: this.pgPort,
+      user: 'walproposer',
+      database: 'replication',
+      replication: true,
+      applicationName: 'wal_proposer_recovery',
+      params: { ztenantid: TENANT, ztimelineid: TIMELINE },
+      connectTimeoutMs: 3000,
+    });
+    try {
+      const r = await c.query('IDENTIFY_SYSTEM');
+      return parseLsn(r.rows[0][2] ?? '0/0');
+    } finally {
+      c.close();
+    }
+  }
+
+  /** `length` bytes of stored WAL from `start` (.partial preferred; zeros where no file). */
+  wal(start: Lsn, length: number, segSize: number): Buffer {
+    return readWal(join(this.dataDir, TENANT, TIMELINE), start, length, segSize);
+  }
+}
+
+/** WAL bytes [start, start+length) out of a directory of segment files (timeline 1). */
+export function readWal(dir: string, start: Lsn, length: number, segSize: number): Buffer {
+  const out = Buffer.alloc(length);
+  let pos = 0;
+  while (pos < length) {
+    const lsn = start + BigInt(pos);
+    const name = segmentFileName(1, segmentNumber(lsn, segSize), segSize);
+    const off = segmentOffset(lsn, segSize);
+    const n = Math.min(segSize - off, length - pos);
+    const path = existsSync(join(dir, name + '.partial')) ? join(dir, name + '.partial') : join(dir, name);
+    if (existsSync(path)) readFileSync(path).copy(out, pos, off, off + n);
+    pos += n;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- the proposer
+
+export class ProposerProc {
+  proc: ChildProcess | null = null;
+  readonly logs: Array<Record<string, unknown>> = [];
+  stderr = '';
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | null = null;
+
+  constructor(
+    private readonly t: Test,
+    private readonly args: string[],
+  ) {}
+
+  start(): void {
+    const proc = spawn(process.execPath, [BIN, 'propose', ...this.args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, WALKEEPER_LOG_FORMAT: 'json', WALKEEPER_LOG_LEVEL: process.env.WK_PROPOSER_LOG ? 'debug' : 'info' },
+    });
+    this.proc = proc;
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      let nl: number;
+      while ((nl = out.indexOf('\n')) >= 0) {
+        const line = out.slice(0, nl);
+        out = out.slice(nl + 1);
+        try {
+          this.logs.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          /* not JSON */
+        }
+      }
+    });
+    proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.exit = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+    this.t.teardown(() => this.kill9());
+    // WK_PROPOSER_LOG=FILE keeps the proposer's log lines for a failing run.
+    const keep = process.env.WK_PROPOSER_LOG;
+    if (keep) this.t.teardown(() => writeFileSync(keep, this.logs.map((l) => JSON.stringify(l)).join('\n') + '\n' + this.stderr));
+  }
+
+  /** Log lines with this message, from the given index on. */
+  lines(msg: string, from = 0): Array<Record<string, unknown>> {
+    return this.logs.slice(from).filter((l) => l.msg === msg);
+  }
+
+  async waitLog(msg: string, from = 0, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+    return waitFor(`proposer log "${msg}"`, () => this.lines(msg, from)[0], (l) => l !== undefined, timeoutMs, 50);
+  }
+
+  async kill9(): Promise<void> {
+    const p = this.proc;
+    this.proc = null;
+    if (p && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    await this.exit;
+  }
+
+  async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null } | null> {
+    const p = this.proc;
+    this.proc = null;
+    if (!p) return null;
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
+    return this.exit;
+  }
+}
+
+// ---------------------------------------------------------------- the whole setup
+
+export interface QuorumSetup {
+  primary: PgCluster;
+  safekeepers: Safekeeper[];
+  proposer: ProposerProc;
+  segSize: number;
+  root: string;
+}
+
+export async function startQuorum(t: Test, opts: { proposerArgs?: string[]; cluster?: ClusterOptions; count?: number } = {}): Promise<QuorumSetup> {
+  const segSize = 1 << 20;
+  const primary = await startCluster(t, {
+    walSegSizeMb: 1,
+    ...opts.cluster,
+    conf: { wal_keep_size: '2GB', max_wal_size: '2GB', checkpoint_timeout: '1h', ...opts.cluster?.conf },
+  });
+  const root = tempDir(t, 'wk-quorum-');
+  const safekeepers: Safekeeper[] = [];
+  for (let i = 0; i < (opts.count ?? 3); i++) safekeepers.push(new Safekeeper(t, i, await freePort(), await freePort(), root));
+  await Promise.all(safekeepers.map((s) => s.start()));
+  const proposer = new ProposerProc(t, [
+    '--primary',
+    `host=127.0.0.1 port=${primary.port} user=postgres`,
+    '--safekeepers',
+    safekeepers.map((s) => s.address).join(','),
+    '--tenant',
+    TENANT,
+    '--timeline',
+    TIMELINE,
+    ...(opts.proposerArgs ?? []),
+  ]);
+  return { primary, safekeepers, proposer, segSize, root };
+}
+
+/** Make the proposer the primary's synchronous standby and wait until it is streaming as such. */
+export async function makeSynchronous(primary: PgCluster): Promise<void> {
+  await primary.sql(`alter system set synchronous_standby_names = '${APP}'`);
+  await primary.sql('select pg_reload_conf()');
+  await waitFor(
+    'the proposer to be the synchronous standby',
+    () => primary.sql(`select state || '/' || sync_state from pg_stat_replication where application_name = '${APP}'`),
+    (v) => v === 'streaming/sync',
+    30_000,
+  );
+}
+
+/** The flush position the proposer reported to the primary: its commit position. */
+export async function reportedFlush(primary: PgCluster): Promise<Lsn> {
+  const v = await primary.sql(`select coalesce(flush_lsn, '0/0') from pg_stat_replication where application_name = '${APP}'`);
+  return v === '' ? 0n : parseLsn(v);
+}
+
+/** A hot standby from a base backup of the primary (no WAL), streaming from a safekeeper. */
+export async function startStandby(t: Test, primary: PgCluster, sk: Safekeeper): Promise<PgCluster> {
+  const root = pgTempDir('wk-qstandby-');
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const dataDir = join(root, 'data');
+  await runPgOk('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-X', 'none', '-c', 'fast', '--no-sync']);
+  writeFileSync(join(dataDir, 'standby.signal'), '');
+  chownToPg(join(dataDir, 'standby.signal'));
+  return startCluster(t, {
+    dataDir,
+    conf: {
+      primary_conninfo: `host=127.0.0.1 port=${sk.pgPort} user=postgres application_name=wk_standby options='-c ztenantid=${TENANT} -c ztimelineid=${TIMELINE}'`,
+      hot_standby: 'on',
+      hot_standby_feedback: 'on',
+      wal_receiver_status_interval: 1,
+      wal_retrieve_retry_interval: '200ms',
+      synchronous_standby_names: '',
+    },
+  });
+}
+
+// ---------------------------------------------------------------- a workload that remembers its commits
+
+/**
+ * `clients` connections inserting rows with unique ids, one transaction
+ * each, as fast as the server acknowledges them. `acked` holds every id
+ * whose COMMIT returned.
+ */
+export class Workload {
+  readonly acked = new Set<number>();
+  readonly errors: string[] = [];
+  private nextId = 1;
+  private running = true;
+  private readonly loops: Promise<void>[] = [];
+  private readonly clients: pg.Client[] = [];
+
+  static async start(primary: PgCluster, clients: number): Promise<Workload> {
+    await primary.sql('create table if not exists acked (id bigint primary key, client int, at timestamptz default now())');
+    const w = new Workload();
+    for (let i = 0; i < clients; i++) {
+      const c = new pg.Client({ host: '127.0.0.1', port: primary.port, user: 'postgres', database: 'postgres' });
+      c.on('error', () => {});
+      await c.connect();
+      w.clients.push(c);
+      w.loops.push(w.loop(c, i));
+    }
+    return w;
+  }
+
+  get count(): number {
+    return this.acked.size;
+  }
+
+  private async loop(c: pg.Client, client: number): Promise<void> {
+    while (this.running) {
+      const id = this.nextId++;
+      try {
+        await c.query('insert into acked (id, client) values ($1, $2)', [id, client]);
+        this.acked.add(id);
+      } catch (err) {
+        this.errors.push((err as Error).message);
+        await sleep(50);
+      }
+    }
+  }
+
+  /** Stop issuing; waits for the transactions in flight. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+    await Promise.all(this.clients.map((c) => c.end().catch(() => {})));
+  }
+}
+
+/** `formatLsn` for messages. */
+export const lsn = formatLsn;
