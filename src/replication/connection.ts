@@ -12,9 +12,11 @@ export interface ReplicationConnection {
   /**
    * Queue whole messages on the socket (never blocks). Returns false when
    * the socket's buffer is over its high-water mark: the caller should wait
-   * for drain() before queueing more bulk data.
+   * for drain() before queueing more bulk data. `written`, when given, is
+   * called once the bytes were handed to the kernel and `bytes` may be
+   * reused; it may never be called (the connection closed first).
    */
-  send(bytes: Uint8Array): boolean;
+  send(bytes: Uint8Array, written?: () => void): boolean;
   /** Resolves when the socket's buffer has drained, or the socket is closed. */
   drain(): Promise<void>;
   /**

@@ -13,11 +13,11 @@ import type { HotStandbyFeedback, SafeKeeperInfo } from '../protocol/types.js';
 import { registerCommand, type CommandHandler } from '../server/commands.js';
 import { requireTimeline, type ClientSession } from '../server/context.js';
 import type { ClientMessage, ReplicationConnection } from './connection.js';
-import { readSegmentFile } from './file-source.js';
+import { readSegmentFile, SegmentFileReader } from './file-source.js';
 import { handleReplicationQuery, type ReplicationOptions } from './handler.js';
 import { historyFileName } from './history.js';
 import { LsnWatch } from './positions.js';
-import { ReaderRegistry, type ReaderHandle, type ReaderInfo, type WaitTarget, type WalSource } from './source.js';
+import { ReaderRegistry, type ReaderHandle, type ReaderInfo, type WaitTarget, type WalReader, type WalSource } from './source.js';
 
 /** What the replication side uses of a daemon Timeline (src/timeline/timeline.ts). */
 export interface ServedTimeline {
@@ -42,6 +42,8 @@ export class TimelineWalSource implements WalSource {
   readonly readers: ReaderRegistry;
   private readonly commit = new LsnWatch(0n);
   private readonly flush = new LsnWatch(0n);
+  /** The streams' readers, which keep segment files open until WAL is rewritten. */
+  private readonly fileReaders = new Set<SegmentFileReader>();
 
   constructor(readonly timeline: ServedTimeline) {
     this.readers = new ReaderRegistry((hs) => {
@@ -50,7 +52,11 @@ export class TimelineWalSource implements WalSource {
     this.refresh();
     timeline.subscribe({
       durable: () => this.refresh(),
-      truncated: () => this.refresh(),
+      truncated: () => {
+        // Segments were zeroed or removed: no stream may go on reading a file it opened before.
+        for (const r of this.fileReaders) r.invalidate();
+        this.refresh();
+      },
       // A heartbeat moves commit_lsn without new WAL: readers waiting for it must wake too.
       committed: () => this.refresh(),
       failed: () => {},
@@ -99,6 +105,17 @@ export class TimelineWalSource implements WalSource {
     return readSegmentFile(this.timeline.dir, this.walSegSize, [this.pgTimeline], lsn, buf);
   }
 
+  openReader(): WalReader {
+    const r = new SegmentFileReader(
+      this.timeline.dir,
+      () => this.walSegSize,
+      () => [this.pgTimeline],
+      (closed) => this.fileReaders.delete(closed),
+    );
+    this.fileReaders.add(r);
+    return r;
+  }
+
   /**
    * A `%08X.history` file in the timeline directory, if one was put there:
    * the WAL push protocol does not carry timeline history.
@@ -143,9 +160,13 @@ export function replicationConnection(conn: ServerConnection, info: StartupInfo)
   return {
     startupParams: params,
     remoteAddress: conn.remote,
-    send(bytes: Uint8Array): boolean {
-      if (conn.isClosed) return true;
-      conn.send(bytes);
+    send(bytes: Uint8Array, written?: () => void): boolean {
+      if (conn.isClosed || socket.destroyed) return true;
+      if (written) {
+        socket.write(bytes, (err) => {
+          if (!err) written();
+        });
+      } else conn.send(bytes);
       return !socket.writableNeedDrain;
     },
     drain(): Promise<void> {

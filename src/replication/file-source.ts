@@ -2,12 +2,13 @@
 // directory, a pg_receivewal directory or a copy of pg_wal. The owner moves
 // the commit and flush positions with advance(); readers waiting for WAL
 // are woken by that call.
+import { readSync } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../lsn.js';
 import { historyFileName, parseHistory } from './history.js';
 import { LsnWatch } from './positions.js';
-import { ReaderRegistry, WalReadError, WalSegmentMissingError, type ReaderHandle, type ReaderInfo, type WaitTarget, type WalSource } from './source.js';
+import { ReaderRegistry, WalReadError, WalSegmentMissingError, type ReaderHandle, type ReaderInfo, type WaitTarget, type WalReader, type WalSource } from './source.js';
 
 export interface FileWalSourceOptions {
   dir: string;
@@ -107,35 +108,35 @@ export class FileWalSource implements WalSource {
   }
 }
 
+/** An open segment file and its base name (without `.partial`). */
+interface OpenSegment {
+  fh: FileHandle;
+  name: string;
+}
+
 /**
- * Read WAL at `lsn` from the segment files in `dir` into `buf`: at most to
- * the end of that segment. For each timeline in `timelines` (newest first)
- * it tries `<name>.partial`, then `<name>`. The WalSource.read() contract:
- * WalSegmentMissingError when no file has the segment, WalReadError when a
- * file cannot be read or is too short.
+ * Open the file of segment `segno`: for each timeline in `timelines`
+ * (newest first) `<name>.partial`, then `<name>`; a rename in between is
+ * caught by trying `.partial` once more. WalSegmentMissingError when none
+ * is there.
  */
-export async function readSegmentFile(dir: string, walSegSize: number, timelines: readonly number[], lsn: Lsn, buf: Uint8Array): Promise<number> {
-  const segno = segmentNumber(lsn, walSegSize);
-  const offset = segmentOffset(lsn, walSegSize);
-  const want = Math.min(buf.length, walSegSize - offset);
-  if (want <= 0) return 0;
-  let fh: FileHandle | undefined;
-  let name = segmentFileName(timelines[0], segno, walSegSize);
-  outer: for (const tli of timelines) {
+async function openSegment(dir: string, walSegSize: number, timelines: readonly number[], segno: bigint, offset: number): Promise<OpenSegment> {
+  for (const tli of timelines) {
     const base = segmentFileName(tli, segno, walSegSize);
-    // `.partial` first, then the full name; a rename in between is
-    // caught by trying `.partial` last once more.
     for (const file of [base + '.partial', base, base + '.partial']) {
       try {
-        fh = await open(join(dir, file), 'r');
-        name = base;
-        break outer;
+        return { fh: await open(join(dir, file), 'r'), name: base };
       } catch (err) {
         if (!isNotFound(err)) throw new WalReadError(base, offset, `could not open file "${file}": ${(err as Error).message}`);
       }
     }
   }
-  if (!fh) throw new WalSegmentMissingError(name);
+  throw new WalSegmentMissingError(segmentFileName(timelines[0], segno, walSegSize));
+}
+
+/** Read exactly `want` bytes at `offset` of an open segment into `buf`. */
+async function readFully(seg: OpenSegment, offset: number, buf: Uint8Array, want: number): Promise<number> {
+  const { fh, name } = seg;
   try {
     let got = 0;
     while (got < want) {
@@ -150,7 +151,151 @@ export async function readSegmentFile(dir: string, walSegSize: number, timelines
   } catch (err) {
     if (err instanceof WalReadError) throw err;
     throw new WalReadError(name, offset, `could not read from log segment ${name}, offset ${offset}: ${(err as Error).message}`);
+  }
+}
+
+/** readFully() without the thread pool: for WAL in the page cache it costs a fraction of it. */
+function readFullySync(seg: OpenSegment, offset: number, buf: Uint8Array, want: number): number {
+  const { fh, name } = seg;
+  let got = 0;
+  try {
+    while (got < want) {
+      const n = readSync(fh.fd, buf, got, want - got, offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+  } catch (err) {
+    throw new WalReadError(name, offset, `could not read from log segment ${name}, offset ${offset}: ${(err as Error).message}`);
+  }
+  if (got < want) {
+    throw new WalReadError(name, offset, `could not read from log segment ${name}, offset ${offset}: read ${got} of ${want}`, true);
+  }
+  return got;
+}
+
+/**
+ * A synchronous read slower than this waited for the disk. (A few
+ * milliseconds happen from the page cache too, when the scheduler is busy:
+ * with 2 ms, 1 read in 500 counted as slow while streaming on a loaded
+ * 2-CPU machine.)
+ */
+const SLOW_SYNC_READ_MS = 10;
+/** After one, this many reads go through the thread pool before trying synchronous reads again. */
+const ASYNC_READS_AFTER_SLOW = 64;
+
+/**
+ * Read WAL at `lsn` from the segment files in `dir` into `buf`: at most to
+ * the end of that segment. For each timeline in `timelines` (newest first)
+ * it tries `<name>.partial`, then `<name>`. The WalSource.read() contract:
+ * WalSegmentMissingError when no file has the segment, WalReadError when a
+ * file cannot be read or is too short.
+ */
+export async function readSegmentFile(dir: string, walSegSize: number, timelines: readonly number[], lsn: Lsn, buf: Uint8Array): Promise<number> {
+  const offset = segmentOffset(lsn, walSegSize);
+  const want = Math.min(buf.length, walSegSize - offset);
+  if (want <= 0) return 0;
+  const seg = await openSegment(dir, walSegSize, timelines, segmentNumber(lsn, walSegSize), offset);
+  try {
+    return await readFully(seg, offset, buf, want);
   } finally {
-    await fh.close();
+    await seg.fh.close();
+  }
+}
+
+/**
+ * readSegmentFile() for one stream, keeping the last few segment files open
+ * so that a stream does not open and close a file for every message.
+ * Segment files only ever grow in place, and a rename (`.partial` to the
+ * full name) keeps the open file valid; when WAL is rewritten (a
+ * truncation: segments zeroed or removed) the owner calls invalidate() and
+ * the next read opens the files afresh.
+ *
+ * Reads are synchronous while they are fast. A reader normally follows the
+ * end of the WAL, which is in the page cache, and copying 128 KiB from there
+ * takes tens of microseconds: less than handing the read to the thread pool
+ * and waking up for its result costs, which measured about three times the
+ * CPU per byte streamed (bench/replication.ts). A synchronous read that took
+ * long (a page cache miss: old WAL on a slow disk) switches the reader to
+ * thread-pool reads for a while, so that it does not hold up the event loop
+ * and with it every other connection.
+ */
+export class SegmentFileReader implements WalReader {
+  private readonly files = new Map<bigint, Promise<OpenSegment>>();
+  private closed = false;
+  /** Bumped by invalidate(). */
+  generation = 0;
+  /** Reads left to make through the thread pool after a slow synchronous one. */
+  private asyncReads = 0;
+  readonly stats = { syncReads: 0, asyncReads: 0, slowSyncReads: 0 };
+
+  constructor(
+    private readonly dir: string,
+    private readonly walSegSize: () => number,
+    private readonly timelines: () => readonly number[] | Promise<readonly number[]>,
+    private readonly onClose?: (r: SegmentFileReader) => void,
+    /** Files kept open at most (a message may span two segments). */
+    private readonly maxOpen = 2,
+  ) {}
+
+  async read(lsn: Lsn, buf: Uint8Array): Promise<number> {
+    const segSize = this.walSegSize();
+    const segno = segmentNumber(lsn, segSize);
+    const offset = segmentOffset(lsn, segSize);
+    const want = Math.min(buf.length, segSize - offset);
+    if (want <= 0) return 0;
+    if (this.closed) return readSegmentFile(this.dir, segSize, await this.timelines(), lsn, buf);
+    let opening = this.files.get(segno);
+    if (!opening) {
+      opening = (async () => openSegment(this.dir, segSize, await this.timelines(), segno, offset))();
+      this.files.set(segno, opening);
+      // A failed open is not kept.
+      opening.catch(() => {
+        if (this.files.get(segno) === opening) this.files.delete(segno);
+      });
+      while (this.files.size > this.maxOpen) this.drop(this.files.keys().next().value as bigint);
+    }
+    const seg = await opening;
+    try {
+      if (this.asyncReads > 0) {
+        this.asyncReads--;
+        this.stats.asyncReads++;
+        return await readFully(seg, offset, buf, want);
+      }
+      const t0 = performance.now();
+      const n = readFullySync(seg, offset, buf, want);
+      this.stats.syncReads++;
+      if (performance.now() - t0 > SLOW_SYNC_READ_MS) {
+        this.stats.slowSyncReads++;
+        this.asyncReads = ASYNC_READS_AFTER_SLOW;
+      }
+      return n;
+    } catch (err) {
+      if (this.files.get(segno) === opening) this.drop(segno);
+      throw err;
+    }
+  }
+
+  private drop(segno: bigint): void {
+    const p = this.files.get(segno);
+    if (!p) return;
+    this.files.delete(segno);
+    // Node closes a FileHandle only after the reads in flight on it are done.
+    p.then(
+      (seg) => seg.fh.close().catch(() => {}),
+      () => {},
+    );
+  }
+
+  /** Forget every open file: the WAL in them may have been rewritten. */
+  invalidate(): void {
+    this.generation++;
+    for (const segno of [...this.files.keys()]) this.drop(segno);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.invalidate();
+    this.onClose?.(this);
   }
 }

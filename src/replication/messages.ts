@@ -48,7 +48,11 @@ export const COPYDATA_HEADER_SIZE = 5;
  * and fill in both headers; the WAL goes at offset XLOGDATA_WAL_OFFSET.
  */
 export function allocXLogData(dataStart: Lsn, walEnd: Lsn, sendTime: bigint, walBytes: number): Buffer {
-  const msg = Buffer.allocUnsafe(COPYDATA_HEADER_SIZE + XLOGDATA_HEADER_SIZE + walBytes);
+  return writeXLogDataHeaders(Buffer.allocUnsafe(COPYDATA_HEADER_SIZE + XLOGDATA_HEADER_SIZE + walBytes), dataStart, walEnd, sendTime, walBytes);
+}
+
+/** Fill in both headers of a CopyData(XLogData) message in `msg` (at least XLOGDATA_WAL_OFFSET + walBytes long); returns it. */
+export function writeXLogDataHeaders(msg: Buffer, dataStart: Lsn, walEnd: Lsn, sendTime: bigint, walBytes: number): Buffer {
   msg[0] = 0x64; // 'd'
   msg.writeInt32BE(4 + XLOGDATA_HEADER_SIZE + walBytes, 1);
   msg[5] = XLOGDATA_TAG;

@@ -9,6 +9,7 @@ import type { ClientMessage, ReplicationConnection } from './connection.js';
 import { ReplicationError, ReplState } from './errors.js';
 import {
   allocXLogData,
+  writeXLogDataHeaders,
   decodeClientCopyData,
   feedbackFromLegacy,
   feedbackFromPg,
@@ -18,10 +19,20 @@ import {
   XLOGDATA_WAL_OFFSET,
 } from './messages.js';
 import { copyDone } from './pq.js';
-import { WalReadError, WalSegmentMissingError, type ReaderHandle, type WaitTarget, type WalSource } from './source.js';
+import { WalReadError, WalSegmentMissingError, type ReaderHandle, type WaitTarget, type WalReader, type WalSource } from './source.js';
 
 /** PostgreSQL sends at most this much WAL per XLogData (16 pages of 8 KiB). */
 export const MAX_SEND_SIZE = 128 * 1024;
+/** Written full-size message buffers a stream keeps for reuse. */
+const SPARE_BUFFERS = 4;
+/**
+ * While the socket takes everything at once (Node 20 then returns true
+ * from write()), the send loop goes back to the event loop after this many
+ * bytes: other connections get their turn (a WAL push must not wait for a
+ * reader), and the write callbacks that hand buffers back for reuse run.
+ * Two messages per turn keeps reuse at nearly 100 % with SPARE_BUFFERS.
+ */
+const YIELD_BYTES = 2 * MAX_SEND_SIZE;
 const XLOG_BLCKSZ = 8192n;
 
 export interface StreamPlan {
@@ -71,6 +82,16 @@ export function readFailure(err: unknown): ReplicationError {
   return new ReplicationError(ReplState.INTERNAL_ERROR, `could not read WAL: ${(err as Error)?.message ?? String(err)}`);
 }
 
+/** One XLogData message read from the source (or the reason it could not be). */
+interface Chunk {
+  start: Lsn;
+  upto: Lsn;
+  /** The reader's generation when the read began. */
+  gen: number;
+  msg: Buffer;
+  error?: unknown;
+}
+
 class WalStream {
   private sent: Lsn;
   private doneSending = false;
@@ -84,6 +105,10 @@ class WalStream {
   private readonly keepaliveMs: number;
   private readonly timeoutMs: number;
   private readonly now: () => bigint;
+  /** Full-size message buffers the socket has written, ready for reuse. */
+  private readonly spare: Buffer[] = [];
+  /** Where WAL is read from: the source's per-stream reader when it has one. */
+  private readonly files: WalReader;
 
   constructor(
     private readonly conn: ReplicationConnection,
@@ -96,6 +121,7 @@ class WalStream {
     this.keepaliveMs = opts.keepaliveIntervalMs ?? 10_000;
     this.timeoutMs = opts.timeoutMs ?? 60_000;
     this.now = opts.now ?? pgNow;
+    this.files = source.openReader?.() ?? { read: (lsn, buf) => source.read(lsn, buf), close: () => {} };
     this.aborted = new Promise((resolve) => this.ac.signal.addEventListener('abort', () => resolve(), { once: true }));
   }
 
@@ -112,6 +138,7 @@ class WalStream {
     } finally {
       clearInterval(timer);
       shutdown?.removeEventListener('abort', onShutdown);
+      this.files.close();
     }
     return this.outcome ?? { kind: 'closed', reason: 'eof', sentLsn: this.sent };
   }
@@ -131,13 +158,23 @@ class WalStream {
     this.ac.abort();
   }
 
-  private write(bytes: Uint8Array): boolean {
+  private write(bytes: Uint8Array, written?: () => void): boolean {
     this.lastSendMs = Date.now();
-    return this.conn.send(bytes);
+    return this.conn.send(bytes, written);
+  }
+
+  /** A message buffer for `n` bytes of WAL: a full-size one the socket has written already, when there is one. */
+  private messageBuffer(start: Lsn, limit: Lsn, n: number): Buffer {
+    const spare = n === MAX_SEND_SIZE ? this.spare.pop() : undefined;
+    return spare ? writeXLogDataHeaders(spare, start, limit, this.now(), n) : allocXLogData(start, limit, this.now(), n);
   }
 
   private sendKeepalive(replyRequested: boolean): void {
     this.write(keepaliveMessage(this.sent, this.now(), replyRequested));
+  }
+
+  private recycle(msg: Buffer): void {
+    if (this.spare.length < SPARE_BUFFERS) this.spare.push(msg);
   }
 
   /** Our CopyDone: after it, no more CopyData from us. */
@@ -173,8 +210,39 @@ class WalStream {
     return end !== null && end < pos ? end : pos;
   }
 
+  /**
+   * Read the next message at `start`, with WAL below `limit`. As PostgreSQL:
+   * up to 128 KiB; when more is pending, cut at a page boundary. Never
+   * rejects: a failure comes back in `error`.
+   */
+  private readChunk(start: Lsn, limit: Lsn): Promise<Chunk> {
+    let upto = start + BigInt(MAX_SEND_SIZE);
+    if (limit <= upto) upto = limit;
+    else upto -= upto % XLOG_BLCKSZ;
+    const n = Number(upto - start);
+    const gen = this.files.generation ?? 0;
+    const msg = this.messageBuffer(start, limit, n);
+    const read = async (): Promise<Chunk> => {
+      try {
+        let got = 0;
+        while (got < n) {
+          const r = await this.files.read(start + BigInt(got), msg.subarray(XLOGDATA_WAL_OFFSET + got, XLOGDATA_WAL_OFFSET + n));
+          if (!(r > 0)) throw new Error(`WAL source returned ${r} bytes at ${start + BigInt(got)}`);
+          got += r;
+        }
+        return { start, upto, gen, msg };
+      } catch (error) {
+        return { start, upto, gen, msg, error: error ?? new Error('read failed') };
+      }
+    };
+    return read();
+  }
+
   private async sendLoop(): Promise<void> {
     const signal = this.ac.signal;
+    // The next message, read while the socket drained the previous one.
+    let ahead: Promise<Chunk> | null = null;
+    let sinceYield = 0;
     while (!this.outcome && !this.doneSending) {
       const end = this.plan.endLsn;
       if (end !== null && this.sent >= end) {
@@ -183,32 +251,37 @@ class WalStream {
       }
       const limit = this.limit();
       if (this.sent >= limit) {
+        ahead = null;
         await this.source.waitFor(this.sent, this.plan.follow, signal);
         continue;
       }
-      // As PostgreSQL: up to 128 KiB; when more is pending, cut at a page boundary.
-      let upto = this.sent + BigInt(MAX_SEND_SIZE);
-      if (limit <= upto) upto = limit;
-      else upto -= upto % XLOG_BLCKSZ;
-      const n = Number(upto - this.sent);
-      const msg = allocXLogData(this.sent, limit, this.now(), n);
-      try {
-        let got = 0;
-        while (got < n) {
-          const r = await this.source.read(this.sent + BigInt(got), msg.subarray(XLOGDATA_WAL_OFFSET + got, XLOGDATA_WAL_OFFSET + n));
-          if (!(r > 0)) throw new Error(`WAL source returned ${r} bytes at ${this.sent + BigInt(got)}`);
-          got += r;
-        }
-      } catch (err) {
-        this.finish({ kind: 'error', error: readFailure(err), sentLsn: this.sent });
+      let chunk = ahead ? await ahead : null;
+      ahead = null;
+      // A read made ahead counts only while it is within what may be sent and no WAL was rewritten since.
+      if (!chunk || chunk.error !== undefined || chunk.start !== this.sent || chunk.upto > limit || chunk.gen !== (this.files.generation ?? 0)) {
+        chunk = await this.readChunk(this.sent, limit);
+      }
+      if (chunk.error !== undefined) {
+        this.finish({ kind: 'error', error: readFailure(chunk.error), sentLsn: this.sent });
         return;
       }
       // The client may have ended the stream while we were reading.
       if (this.outcome || this.doneSending) return;
-      const ok = this.write(msg);
-      this.sent = upto;
-      this.reader.sent(upto);
-      if (!ok) await Promise.race([this.conn.drain(), this.aborted]);
+      const msg = chunk.msg;
+      // Full-size buffers are used again once written: bulk streaming then allocates (and collects) next to nothing.
+      const ok = this.write(msg, msg.length === XLOGDATA_WAL_OFFSET + MAX_SEND_SIZE ? () => this.recycle(msg) : undefined);
+      this.sent = chunk.upto;
+      this.reader.sent(chunk.upto);
+      // Read the next message while the socket drains this one.
+      const next = this.limit();
+      if (this.sent < next) ahead = this.readChunk(this.sent, next);
+      if (!ok) {
+        await Promise.race([this.conn.drain(), this.aborted]);
+        sinceYield = 0;
+      } else if ((sinceYield += chunk.msg.length) >= YIELD_BYTES) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sinceYield = 0;
+      }
     }
   }
 

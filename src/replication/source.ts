@@ -46,6 +46,18 @@ export interface ReaderHandle {
 
 export type WaitTarget = 'commit' | 'flush';
 
+/**
+ * A reader of stored WAL for one stream: the same contract as
+ * WalSource.read(), but it may keep segment files open between calls.
+ * close() releases them; the stream calls it when it ends.
+ */
+export interface WalReader {
+  read(lsn: Lsn, buf: Uint8Array): number | Promise<number>;
+  /** Changes whenever stored WAL was rewritten since: bytes read before may be stale. */
+  readonly generation?: number;
+  close(): void;
+}
+
 export interface WalSource {
   /** PostgreSQL system identifier of the WAL served. */
   readonly systemId: bigint;
@@ -78,6 +90,12 @@ export interface WalSource {
   attachReader(info: ReaderInfo): ReaderHandle;
   /** Contents of `%08X.history` for timeline `tli`, or null when there is none. */
   timelineHistory?(tli: number): Uint8Array | null | Promise<Uint8Array | null>;
+  /**
+   * A reader for one stream that keeps its segment files open (optional;
+   * without it the stream calls read()). The source must drop what such a
+   * reader keeps open whenever stored WAL is rewritten (a truncation).
+   */
+  openReader?(): WalReader;
 }
 
 /** The segment holding a requested position is not stored (removed, or never written). */
