@@ -58,6 +58,8 @@ export interface QuorumProposerOptions {
   maxBufferBytes?: number;
   /** WAL bytes in flight to one safekeeper (default 8 MiB). */
   windowBytes?: number;
+  /** Small requests in flight to one safekeeper while it is fed from memory (default 1): WAL arriving meanwhile is batched into the next. */
+  pipelineDepth?: number;
   /** Standby status update interval when nothing moves (default 1 s). */
   statusIntervalMs?: number;
   /** After a majority answered, wait this long for the rest (default 300 ms). */
@@ -83,6 +85,11 @@ export interface SafekeeperStatus {
   epoch: string;
   catchingUp: boolean;
   inflightBytes: number;
+  appends: number;
+  bytes: number;
+  heartbeats: number;
+  sessions: number;
+  catchups: number;
 }
 
 export interface ProposerStatus {
@@ -94,6 +101,8 @@ export interface ProposerStatus {
   windowBytes: number;
   primary: 'streaming' | 'down';
   safekeepers: SafekeeperStatus[];
+  /** XLogData messages received from the primary. */
+  primaryMessages: number;
 }
 
 class Stopped extends Error {}
@@ -158,6 +167,7 @@ export class QuorumProposer implements LinkHost {
   readonly timelineId: string;
   readonly password: string | undefined;
   readonly windowBytes: number;
+  readonly pipelineDepth: number;
   readonly links: SafekeeperLink[];
   readonly quorum: number;
   nodeId: NodeId;
@@ -171,6 +181,8 @@ export class QuorumProposer implements LinkHost {
   private highestSeen = 0n;
   private primary: PrimaryConnection | null = null;
   private primaryPaused = false;
+  private primaryMessages = 0;
+  private statusPending = false;
   private bufferFullLogged = false;
   private readonly maxBuffer: number;
   private readonly opts: QuorumProposerOptions;
@@ -191,6 +203,7 @@ export class QuorumProposer implements LinkHost {
     this.timelineId = opts.timelineId.toLowerCase();
     this.password = opts.safekeeperPassword;
     this.windowBytes = opts.windowBytes ?? 8 << 20;
+    this.pipelineDepth = opts.pipelineDepth ?? Number(process.env.WALKEEPER_PIPELINE_DEPTH ?? 1);
     this.maxBuffer = opts.maxBufferBytes ?? 64 << 20;
     this.links = opts.safekeepers.map((a) => new SafekeeperLink(a, this));
     this.quorum = quorumSize(this.links.length);
@@ -274,7 +287,14 @@ export class QuorumProposer implements LinkHost {
       this.termStarted = true;
       this.log.info({ term: this.term.toString(), commitLsn: formatLsn(c) }, 'a quorum holds WAL of this term: commits flow');
     }
-    this.sendStatus();
+    // One status update for all acknowledgements read in this turn of the event loop.
+    if (!this.statusPending) {
+      this.statusPending = true;
+      setImmediate(() => {
+        this.statusPending = false;
+        this.sendStatus();
+      });
+    }
     for (const l of this.links) l.commitMoved();
     if (this.primaryPaused) this.checkWindow();
   }
@@ -347,7 +367,9 @@ export class QuorumProposer implements LinkHost {
         epoch: l.epoch.toString(),
         catchingUp: l.catchingUp,
         inflightBytes: l.inflightBytes,
+        ...l.stats,
       })),
+      primaryMessages: this.primaryMessages,
     };
   }
 
@@ -619,6 +641,7 @@ export class QuorumProposer implements LinkHost {
 
   private onWal(conn: PrimaryConnection, lsn: Lsn, data: Uint8Array): void {
     if (this.primary !== conn) return;
+    this.primaryMessages++;
     try {
       this.window.push(lsn, data);
     } catch (err) {

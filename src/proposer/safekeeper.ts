@@ -36,6 +36,8 @@ export interface LinkHost {
   readonly window: WalWindow;
   readonly commit: Lsn;
   readonly windowBytes: number;
+  /** Requests in flight to one safekeeper when fed from memory (WAL arriving meanwhile goes into the next one). */
+  readonly pipelineDepth: number;
   readonly pgTimeline: number;
   readonly walSegSize: number;
   readonly stopping: boolean;
@@ -327,6 +329,7 @@ export class SafekeeperLink {
   pump(): void {
     if (this.state !== 'streaming' || this.catchup || !this.client) return;
     const w = this.host.window;
+    const depth = this.host.pipelineDepth;
     while (this.inflightBytes < this.host.windowBytes) {
       if (this.next < w.start) {
         this.startCatchup();
@@ -334,6 +337,10 @@ export class SafekeeperLink {
       }
       const data = w.slice(this.next, MAX_WAL_PER_REQUEST);
       if (!data) break;
+      // With `depth` requests in flight, a small piece waits: what arrives meanwhile
+      // joins it, so one request (and one fsync) covers many commits. Full-size
+      // requests (bulk WAL) are pipelined up to the byte window.
+      if (this.inflight.length - this.inflightHead >= depth && data.length < MAX_WAL_PER_REQUEST) break;
       if (!this.sendAppend(this.next, data)) return;
     }
     this.maybeHeartbeat();

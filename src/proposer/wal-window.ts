@@ -9,8 +9,13 @@ import { formatLsn, type Lsn } from '../lsn.js';
 interface Chunk {
   lsn: Lsn;
   end: Lsn;
-  data: Uint8Array;
+  /** The chunk's bytes: buf[0, len). */
+  buf: Uint8Array;
+  len: number;
 }
+
+/** Small pieces are gathered into chunks of up to this size, so one request can carry many. */
+const COALESCE = 128 * 1024;
 
 export class WalWindow {
   private chunks: Chunk[] = [];
@@ -49,7 +54,21 @@ export class WalWindow {
     if (skip >= BigInt(data.length)) return;
     const part = skip > 0n ? data.subarray(Number(skip)) : data;
     const end = this.endLsn + BigInt(part.length);
-    this.chunks.push({ lsn: this.endLsn, end, data: part });
+    // Small pieces (a few commits each) go into the last chunk while it has room: one
+    // request then carries all that arrived while the previous one was in flight.
+    // Bytes already in a chunk never change, so slices handed out stay valid.
+    const last = this.chunks.length > this.head ? this.chunks[this.chunks.length - 1] : undefined;
+    if (last && last.buf.length - last.len >= part.length) {
+      last.buf.set(part, last.len);
+      last.len += part.length;
+      last.end = end;
+    } else if (part.length < COALESCE / 2) {
+      const buf = new Uint8Array(COALESCE);
+      buf.set(part, 0);
+      this.chunks.push({ lsn: this.endLsn, end, buf, len: part.length });
+    } else {
+      this.chunks.push({ lsn: this.endLsn, end, buf: part, len: part.length });
+    }
     this.endLsn = end;
     this.size += part.length;
   }
@@ -71,14 +90,14 @@ export class WalWindow {
     }
     const c = this.chunks[lo];
     const off = Number(from - c.lsn);
-    return c.data.subarray(off, Math.min(c.data.length, off + max));
+    return c.buf.subarray(off, Math.min(c.len, off + max));
   }
 
   /** Drop whole chunks that end at or before `upto`. */
   evictBefore(upto: Lsn): void {
     while (this.head < this.chunks.length && this.chunks[this.head].end <= upto) {
       const c = this.chunks[this.head++];
-      this.size -= c.data.length;
+      this.size -= c.len;
       this.startLsn = c.end;
     }
     if (this.head > 1024 && this.head * 2 > this.chunks.length) {
