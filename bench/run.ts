@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { crcRows } from './crc.js';
 import { frameRows } from './frames.js';
 import { printTable, type BenchRow } from './lib.js';
+import { quorumRows } from './quorum.js';
 import { replicationRows } from './replication.js';
 
 type RowGroup = [name: string, run: () => Promise<BenchRow[]>];
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
   if (walEnd) groups.push(walEnd);
   else process.stderr.write('bench: wal-end.js not built, skipping the end-of-WAL rows\n');
   groups.push(['replication', replicationRows]);
+  groups.push(['quorum', quorumRows]);
 
   const rows: BenchRow[] = [];
   for (const [name, run] of groups) {
