@@ -31,10 +31,11 @@ export class ScramClient {
   constructor(
     private readonly password: string,
     nonce?: string,
+    /** PostgreSQL takes the user name from the startup packet; libpq sends an empty one here. */
+    user = '',
   ) {
     this.clientNonce = nonce ?? randomBytes(18).toString('base64');
-    // PostgreSQL takes the user name from the startup packet; libpq sends an empty one here.
-    this.firstBare = `n=,r=${this.clientNonce}`;
+    this.firstBare = `n=${user.replace(/=/g, '=3D').replace(/,/g, '=2C')},r=${this.clientNonce}`;
   }
 
   /** The client-first message ("n,," GS2 header: no channel binding). */
