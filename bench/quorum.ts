@@ -13,7 +13,8 @@
 //
 // WK_BENCH_QUORUM_SECONDS (default 30) and WK_BENCH_QUORUM_ROUNDS (default 2)
 // shorten or lengthen it; WK_BENCH_QUORUM=0 skips it. WK_BENCH_QUORUM_SK_ARGS
-// passes extra options to the safekeepers (e.g. "--no-sync", for diagnosis).
+// passes extra options to the safekeepers (e.g. "--no-sync"), WK_BENCH_QUORUM_SAFEKEEPERS
+// changes their number and WK_BENCH_QUORUM_SEG_MB the WAL segment size (diagnosis only).
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -119,7 +120,8 @@ export async function quorumRows(): Promise<BenchRow[]> {
   if (process.env.WK_BENCH_QUORUM === '0') return [];
   const seconds = Number(process.env.WK_BENCH_QUORUM_SECONDS ?? 30);
   const rounds = Number(process.env.WK_BENCH_QUORUM_ROUNDS ?? 2);
-  const primary = await LocalPg.init({ prefix: 'wk-bq-primary-', conf: { max_wal_size: '4GB', checkpoint_timeout: '30min', wal_keep_size: 0 } });
+  const segMb = process.env.WK_BENCH_QUORUM_SEG_MB ? Number(process.env.WK_BENCH_QUORUM_SEG_MB) : undefined;
+  const primary = await LocalPg.init({ prefix: 'wk-bq-primary-', walSegSizeMb: segMb, conf: { max_wal_size: '4GB', checkpoint_timeout: '30min', wal_keep_size: 0 } });
   const skRoot = join(tmpdir(), `wk-bq-sk-${process.pid}`);
   const logDir = pgTempDir('wk-bq-log-');
   let native: LocalPg | null = null;
