@@ -160,6 +160,9 @@ t.test('commits through a quorum of three survive safekeeper and proposer crashe
     const history = Number(await standby.sql('select count(*) from pgbench_history'));
     t.ok(Number.isFinite(processed) && history >= processed, `pgbench: ${processed} transactions processed, ${history} on the standby`);
 
+    const catchups = proposer.lines('safekeeper catching up from a peer');
+    t.ok(catchups.length > 0, `${catchups.length} catch-ups from a peer (WAL that had left the 1 MB window)`);
+
     const xmin = await waitFor('standby feedback to reach the slot', () => primary.sql("select coalesce(xmin::text, '') from pg_replication_slots where slot_name = 'walkeeper'"), (v) => v !== '', 20_000);
     t.pass(`the primary's slot holds xmin ${xmin} from the standby's feedback`);
     t.comment(`commit position ${formatLsn(commit)}; ${acked.length} client commits, ${processed} pgbench transactions`);
