@@ -1,9 +1,10 @@
 // Two proposers for one timeline: the second wins a higher term, the first
 // finds out on its next request and ends with a clear message and exit 1.
-// Also the command line's usage errors (exit 2).
+// A primary restart: the proposer reconnects and commits go on. Also the
+// command line's usage errors (exit 2).
 import t from 'tap';
 import { runCli } from '../daemon/helpers.js';
-import { ProposerProc, startQuorum, TENANT, TIMELINE } from './harness.js';
+import { makeSynchronous, ProposerProc, startQuorum, TENANT, TIMELINE } from './harness.js';
 
 t.test('usage errors exit 2 with one line', async (t) => {
   const r = await runCli(['propose']);
@@ -52,4 +53,22 @@ t.test('a proposer that loses to a higher term stops with exit 1', async (t) => 
   t.ok(a.lines('lost leadership; stopping').length === 1, 'logged once');
   const r = await b.stop();
   t.equal(r?.code, 0, 'the winner stops cleanly');
+});
+
+t.test('the proposer follows a restart of the primary', async (t) => {
+  const q = await startQuorum(t);
+  q.proposer.start();
+  await q.proposer.waitLog('a quorum holds WAL of this term: commits flow');
+  await makeSynchronous(q.primary);
+  await q.primary.sql('create table r (i int); insert into r values (1)');
+  await q.primary.stop();
+  await q.primary.start();
+  await q.proposer.waitLog('primary unavailable; retrying with backoff');
+  // This commit returns only once the proposer streams again and the quorum has it.
+  await q.primary.sql('insert into r values (2)');
+  t.equal(await q.primary.sql('select count(*) from r'), '2', 'commits return after the restart');
+  t.equal(q.proposer.lines('streaming WAL from the primary').length, 2, 'streaming resumed (logged once per start)');
+  t.equal(q.proposer.lines('primary unavailable; retrying with backoff').length, 1, 'the outage logged once');
+  const r = await q.proposer.stop();
+  t.equal(r?.code, 0);
 });
