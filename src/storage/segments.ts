@@ -13,14 +13,23 @@
 //   a name changed.
 // * truncate() discards WAL from an LSN on, durably, before returning.
 //
+// * With `preallocate`, the next segment is made ahead, off the event loop:
+//   `prealloc.<name>` is zero-filled and synced on the thread pool while
+//   the current segment fills, then renamed into place when the WAL
+//   reaches it. Switching segments then costs a rename instead of writing
+//   (and later flushing) a whole segment of zeros in the commit path. If it
+//   is not ready in time, the segment is created synchronously as before;
+//   leftovers of a crash are removed when the directory is opened.
+//
 // With `noSync` the fsyncs are skipped; names still change atomically.
-import { closeSync, existsSync, fdatasync, fsyncSync, fdatasyncSync, openSync, readdirSync, renameSync, unlinkSync, fstatSync } from 'node:fs';
+import { closeSync, existsSync, fdatasync, fsyncSync, fdatasyncSync, open, openSync, readdirSync, renameSync, unlinkSync, fstatSync, write } from 'node:fs';
 import { join } from 'node:path';
 import { parseSegmentFileName, segmentFileName, segmentNumber, segmentOffset, segmentStart, type Lsn } from '../lsn.js';
 import { fsyncAsync, writeFullySync } from './fsutil.js';
 
 const PARTIAL = '.partial';
 const TEMP = '.partial.tmp';
+const PREALLOC = 'prealloc.';
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
 
 export interface WalSegmentsOptions {
@@ -29,6 +38,22 @@ export interface WalSegmentsOptions {
   /** PostgreSQL TimeLineID used in new segment names. */
   timeline: number;
   noSync?: boolean;
+  /** Make the next segment ahead of time in the background (the daemon turns this on). */
+  preallocate?: boolean;
+  /** Told when a background preallocation fails (the synchronous path takes over). */
+  onPreallocError?: (err: Error) => void;
+}
+
+/** A next segment being made (or made) ahead of time. */
+interface Prealloc {
+  segno: bigint;
+  timeline: number;
+  file: string;
+  fd: number;
+  ready: boolean;
+  /** No longer wanted: whoever finishes last closes and removes it. */
+  abandoned: boolean;
+  done: Promise<void>;
 }
 
 interface OpenSegment {
@@ -49,6 +74,30 @@ interface OpenSegment {
 
 function fdatasyncAsync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+function openAsync(path: string, flags: string, mode: number): Promise<number> {
+  return new Promise((resolve, reject) => open(path, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+async function writeFullyAsync(fd: number, bytes: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    const n = await new Promise<number>((resolve, reject) =>
+      write(fd, bytes, done, bytes.length - done, position + done, (err, written) => (err ? reject(err) : resolve(written))),
+    );
+    if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+    done += n;
+  }
+}
+
+/** Segment files present in `dir`, with their segment numbers (anything else is ignored). */
+export function listSegmentFiles(dir: string, walSegSize: number): Array<{ file: string; segno: bigint; partial: boolean; timeline: number }> {
+  const out: Array<{ file: string; segno: bigint; partial: boolean; timeline: number }> = [];
+  for (const f of readdirSync(dir)) {
+    const p = parseSegmentFileName(f, walSegSize);
+    if (p) out.push({ file: f, segno: p.segno, partial: p.partial, timeline: p.timeline });
+  }
+  return out;
 }
 
 /** Bytes of a write split at segment boundaries. */
@@ -79,17 +128,25 @@ export class WalSegments {
   readonly dir: string;
   readonly walSegSize: number;
   readonly noSync: boolean;
+  readonly preallocate: boolean;
   private tli: number;
   private readonly open = new Map<bigint, OpenSegment>();
   private dirFd: number;
   private dirDirty = false;
   private closed = false;
+  private prealloc: Prealloc | null = null;
+  private readonly onPreallocError: ((err: Error) => void) | undefined;
+  /** Background preallocations still running (close() waits for them through settled()). */
+  private readonly preallocJobs = new Set<Promise<void>>();
+  readonly preallocStats = { made: 0, used: 0, missed: 0 };
 
   constructor(opts: WalSegmentsOptions) {
     this.dir = opts.dir;
     this.walSegSize = opts.walSegSize;
     this.tli = opts.timeline;
     this.noSync = opts.noSync ?? false;
+    this.preallocate = opts.preallocate ?? false;
+    this.onPreallocError = opts.onPreallocError;
     this.dirFd = openSync(this.dir, 'r');
     this.removeTempFiles();
   }
@@ -103,21 +160,16 @@ export class WalSegments {
     this.tli = tli;
   }
 
-  /** Leftovers of a segment creation interrupted by a crash. */
+  /** Leftovers of a segment creation or preallocation interrupted by a crash. */
   private removeTempFiles(): void {
     for (const f of readdirSync(this.dir)) {
-      if (f.endsWith(TEMP)) unlinkSync(join(this.dir, f));
+      if (f.endsWith(TEMP) || f.startsWith(PREALLOC)) unlinkSync(join(this.dir, f));
     }
   }
 
   /** Segment files present in the directory with their segment numbers. */
   listFiles(): Array<{ file: string; segno: bigint; partial: boolean; timeline: number }> {
-    const out: Array<{ file: string; segno: bigint; partial: boolean; timeline: number }> = [];
-    for (const f of readdirSync(this.dir)) {
-      const p = parseSegmentFileName(f, this.walSegSize);
-      if (p) out.push({ file: f, segno: p.segno, partial: p.partial, timeline: p.timeline });
-    }
-    return out;
+    return listSegmentFiles(this.dir, this.walSegSize);
   }
 
   /** Write `bytes` at `lsn`; may cross segment boundaries. Not durable until sync(). Throws on I/O errors. */
@@ -146,7 +198,7 @@ export class WalSegments {
       path = join(this.dir, name);
       fd = openSync(path, 'r+');
     } else {
-      fd = this.create(name);
+      fd = this.takePreallocated(segno, name) ?? this.create(name);
     }
     // A file shorter than a segment (not made by us) is extended with zeros first.
     const size = fstatSync(fd).size;
@@ -154,7 +206,87 @@ export class WalSegments {
     const seg: OpenSegment = { segno, fd, name, partial, dirty: false, full: false, retired: false, inflight: 0 };
     this.open.set(segno, seg);
     this.closeOldSegments(segno);
+    this.preallocateNext(segno + 1n);
     return seg;
+  }
+
+  /** The preallocated file for `segno`, renamed to `<name>.partial`; null when none is ready. */
+  private takePreallocated(segno: bigint, name: string): number | null {
+    const p = this.prealloc;
+    if (!p) return null;
+    if (!p.ready || p.segno !== segno || p.timeline !== this.tli) {
+      if (p.segno <= segno || p.timeline !== this.tli) {
+        // Too late or of no use any more: the synchronous path takes over.
+        if (p.segno === segno) this.preallocStats.missed++;
+        this.abandonPrealloc();
+      }
+      return null;
+    }
+    this.prealloc = null;
+    renameSync(join(this.dir, p.file), join(this.dir, name + PARTIAL));
+    // Like a created segment: its name becomes durable in the next sync, before any byte in it is acknowledged.
+    this.dirDirty = true;
+    this.preallocStats.used++;
+    return p.fd;
+  }
+
+  /** Start making segment `segno` in the background, unless it exists or is being made. */
+  private preallocateNext(segno: bigint): void {
+    if (!this.preallocate || this.closed || this.prealloc) return;
+    const name = segmentFileName(this.tli, segno, this.walSegSize);
+    if (existsSync(join(this.dir, name + PARTIAL)) || existsSync(join(this.dir, name))) return;
+    const p: Prealloc = { segno, timeline: this.tli, file: PREALLOC + name, fd: -1, ready: false, abandoned: false, done: Promise.resolve() };
+    this.prealloc = p;
+    const job = this.fillPrealloc(p).finally(() => this.preallocJobs.delete(job));
+    p.done = job;
+    this.preallocJobs.add(job);
+  }
+
+  private async fillPrealloc(p: Prealloc): Promise<void> {
+    const path = join(this.dir, p.file);
+    try {
+      p.fd = await openAsync(path, 'w+', 0o600);
+      for (let pos = 0; pos < this.walSegSize && !p.abandoned; pos += ZERO_CHUNK.length) {
+        await writeFullyAsync(p.fd, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, this.walSegSize - pos)), pos);
+      }
+      // Durable zeros: the first sync of the segment then flushes only the WAL written into it.
+      if (!p.abandoned && !this.noSync) await fdatasyncAsync(p.fd);
+      if (!p.abandoned) {
+        p.ready = true;
+        this.preallocStats.made++;
+        return;
+      }
+    } catch (err) {
+      if (!p.abandoned) this.onPreallocError?.(err as Error);
+      if (this.prealloc === p) this.prealloc = null;
+    }
+    this.discardPrealloc(p);
+  }
+
+  private abandonPrealloc(): void {
+    const p = this.prealloc;
+    if (!p) return;
+    this.prealloc = null;
+    p.abandoned = true;
+    // A finished one is removed now; a running one removes itself when its current step ends.
+    if (p.ready) this.discardPrealloc(p);
+  }
+
+  private discardPrealloc(p: Prealloc): void {
+    if (p.fd >= 0) {
+      closeSync(p.fd);
+      p.fd = -1;
+    }
+    try {
+      unlinkSync(join(this.dir, p.file));
+    } catch {
+      /* never created, or the directory is gone */
+    }
+  }
+
+  /** Resolves once no background preallocation is running (after close(), nothing of it is left). */
+  async settled(): Promise<void> {
+    while (this.preallocJobs.size > 0) await Promise.all([...this.preallocJobs]);
   }
 
   /** Create `<name>.partial` zero-filled to the segment size, through a temp name. */
@@ -320,6 +452,7 @@ export class WalSegments {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.abandonPrealloc();
     for (const seg of [...this.open.values()]) this.closeSegment(seg);
     closeSync(this.dirFd);
     this.dirFd = -1;

@@ -19,7 +19,7 @@ import type { HotStandbyFeedback, SafeKeeperInfo } from '../protocol/types.js';
 import { U64_MAX } from '../protocol/layout.js';
 import { ControlFile } from '../storage/control.js';
 import { mkdirDurableSync, fsyncDirSync } from '../storage/fsutil.js';
-import { WalSegments } from '../storage/segments.js';
+import { listSegmentFiles, WalSegments } from '../storage/segments.js';
 import { findWalEnd, type WalEndResult } from '../wal/wal-end.js';
 import { keyString, type TimelineKey } from './ids.js';
 
@@ -123,6 +123,7 @@ export class Timeline implements AcceptorStorage {
   private gen = 0;
   private syncing: Promise<void> | undefined;
   private readonly listeners = new Set<DurabilityListener>();
+  private preallocFailing = false;
 
   constructor(opts: TimelineOptions) {
     this.key = opts.key;
@@ -232,7 +233,18 @@ export class Timeline implements AcceptorStorage {
     }
     if (!this.segments) {
       mkdirDurableSync(this.dir, { noSync: this.noSync });
-      this.segments = new WalSegments({ dir: this.dir, walSegSize: segSize, timeline: tli, noSync: this.noSync });
+      this.segments = new WalSegments({
+        dir: this.dir,
+        walSegSize: segSize,
+        timeline: tli,
+        noSync: this.noSync,
+        preallocate: true,
+        onPreallocError: (err) => {
+          // The synchronous path creates the segment when it is needed (and fails the timeline if that fails too).
+          if (!this.preallocFailing) this.log.warn({ err: err.message }, 'could not make the next WAL segment ahead of time; it will be created when needed');
+          this.preallocFailing = true;
+        },
+      });
     } else if (this.segments.timeline !== tli) {
       this.segments.setTimeline(tli);
     }
@@ -276,13 +288,7 @@ export class Timeline implements AcceptorStorage {
       this.lastScan = null;
       return 0n;
     }
-    const probe = new WalSegments({ dir: this.dir, walSegSize: segSize, timeline: state?.server.timeline || 1, noSync: true });
-    let files;
-    try {
-      files = probe.listFiles();
-    } finally {
-      probe.close();
-    }
+    const files = listSegmentFiles(this.dir, segSize);
     const tli = state?.server.timeline || undefined;
     const mine = files.filter((f) => tli === undefined || f.timeline === tli);
     if (mine.length === 0) {
@@ -323,13 +329,7 @@ export class Timeline implements AcceptorStorage {
   private syncExistingFiles(): void {
     const state = this.persisted;
     if (!state || !isValidWalSegSize(state.server.walSegSize)) return;
-    const probe = new WalSegments({ dir: this.dir, walSegSize: state.server.walSegSize, timeline: state.server.timeline || 1, noSync: true });
-    let files;
-    try {
-      files = probe.listFiles();
-    } finally {
-      probe.close();
-    }
+    const files = listSegmentFiles(this.dir, state.server.walSegSize);
     const highest = files.reduce((m, f) => (f.segno > m ? f.segno : m), -1n);
     for (const f of files) {
       if (!f.partial && f.segno !== highest) continue;
@@ -399,7 +399,10 @@ export class Timeline implements AcceptorStorage {
     } catch {
       /* failure already recorded */
     }
-    this.segments?.close();
+    const segments = this.segments;
     this.segments = undefined;
+    segments?.close();
+    // A background preallocation finishes (and removes its file) before the directory can go.
+    await segments?.settled();
   }
 }

@@ -188,7 +188,10 @@ t.test('admin API over a live daemon', async (t) => {
     t.ok(existsSync(join(dataDir, TENANT, TIMELINE)), 'nothing removed');
 
     const dir = join(dataDir, TENANT, TIMELINE);
-    const files = readdirSync(dir).sort();
+    // The next segment being made ahead of time is removed when the timeline closes, before the deletion.
+    const files = readdirSync(dir)
+      .filter((f) => !f.startsWith('prealloc.'))
+      .sort();
     const bytes = files.reduce((n, f) => n + statSync(join(dir, f)).size, 0);
     const forced = await app.inject({ method: 'DELETE', url: `${TL_PATH}?force=true` });
     t.equal(forced.statusCode, 200, forced.body);

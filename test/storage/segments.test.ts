@@ -159,3 +159,72 @@ t.test('a full disk is an error from write(), and no temp file is left behind', 
   t.same(readFileSync(join(dir, name(0) + '.partial')).subarray(0, 1000), pattern(1000, 1), 'earlier WAL intact');
   w.close();
 });
+
+t.test('preallocation: the next segment is made in the background and renamed into place when the WAL reaches it', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'prealloc.' + name(9)), 'crash leftover');
+  const w = new WalSegments({ dir, walSegSize: SEG, timeline: 1, preallocate: true });
+  t.notOk(existsSync(join(dir, 'prealloc.' + name(9))), 'a leftover preallocation is removed on open');
+  const data = pattern(SEG + 500, 11);
+  w.write(0n, data.subarray(0, 1000));
+  t.ok(existsSync(join(dir, 'prealloc.' + name(1))), 'opening segment 0 starts making segment 1');
+  await w.settled();
+  t.equal(statSync(join(dir, 'prealloc.' + name(1))).size, SEG, 'made to full size');
+  t.same(w.preallocStats, { made: 1, used: 0, missed: 0 });
+  // Only segment-named files count as WAL.
+  t.same(w.listFiles().map((f) => f.file), [name(0) + '.partial']);
+  w.write(1000n, data.subarray(1000));
+  t.same(w.preallocStats.used, 1, 'segment 1 came from the preallocation');
+  t.notOk(existsSync(join(dir, 'prealloc.' + name(1))));
+  t.ok(w.needsSync, 'the rename is not durable until the next sync');
+  await w.sync();
+  await w.settled();
+  t.same(readdirSync(dir).sort(), [name(0), name(1) + '.partial', 'prealloc.' + name(2)]);
+  const s1 = readFileSync(join(dir, name(1) + '.partial'));
+  t.same(s1.subarray(0, 500), data.subarray(SEG), 'WAL in the preallocated segment');
+  t.ok(s1.subarray(500).every((b) => b === 0), 'zeros after it');
+  w.close();
+  await w.settled();
+  t.same(readdirSync(dir).sort(), [name(0), name(1) + '.partial'], 'close() removes an unused preallocation');
+});
+
+t.test('preallocation not ready in time: the segment is created synchronously and the late one is discarded', async (t) => {
+  const dir = tempDir(t);
+  const w = new WalSegments({ dir, walSegSize: SEG, timeline: 1, preallocate: true });
+  // Segment 1 is needed in the same turn that started making it.
+  w.write(BigInt(SEG - 10), pattern(20, 3));
+  t.equal(w.preallocStats.missed, 1);
+  await w.sync();
+  await w.settled();
+  const files = readdirSync(dir).sort();
+  t.same(files.filter((f) => !f.startsWith('prealloc.')), [name(0), name(1) + '.partial']);
+  t.ok(files.every((f) => !f.startsWith('prealloc.') || f === 'prealloc.' + name(2)), 'only the next one is being made');
+  const s1 = readFileSync(join(dir, name(1) + '.partial'));
+  t.same(s1.subarray(0, 10), pattern(20, 3).subarray(10));
+  w.close();
+  await w.settled();
+  t.notOk(readdirSync(dir).some((f) => f.startsWith('prealloc.')), 'nothing left after close');
+});
+
+t.test('preallocation that fails (full disk) is reported and the synchronous path decides', async (t) => {
+  const dir = tempDir(t);
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1536k', 'tmpfs', dir]);
+  if (r.status !== 0) {
+    t.comment(`skipped: cannot mount a tmpfs here: ${r.stderr.toString().trim()}`);
+    return;
+  }
+  t.teardown(() => {
+    spawnSync('umount', [dir]);
+  });
+  const errors: string[] = [];
+  const w = new WalSegments({ dir, walSegSize: SEG, timeline: 1, preallocate: true, onPreallocError: (e) => errors.push((e as NodeJS.ErrnoException).code ?? e.message) });
+  w.write(0n, pattern(1000, 1));
+  await w.sync();
+  await w.settled();
+  t.same(errors, ['ENOSPC'], 'the failed preallocation is reported');
+  t.same(readdirSync(dir).sort(), [name(0) + '.partial'], 'and leaves no file');
+  t.throws(() => w.write(BigInt(SEG - 10), pattern(100, 2)), { code: 'ENOSPC' }, 'the segment creation itself still fails clearly');
+  t.same(readFileSync(join(dir, name(0) + '.partial')).subarray(0, 1000), pattern(1000, 1), 'earlier WAL intact');
+  w.close();
+  await w.settled();
+});
