@@ -227,7 +227,9 @@ export class WalkeeperProc {
   readonly exited: Promise<number | null>;
 
   constructor(args: string[], opts: { logLevel?: string; onLine?: (line: string) => void } = {}) {
-    this.child = spawn(process.execPath, [WALKEEPER_BIN, ...args], {
+    // WK_BENCH_NODE_ARGS: extra node options for walkeeper processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+    const nodeArgs = (process.env.WK_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    this.child = spawn(process.execPath, [...nodeArgs, WALKEEPER_BIN, ...args], {
       cwd: REPO,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, WALKEEPER_LOG_FORMAT: 'json', WALKEEPER_LOG_LEVEL: opts.logLevel ?? 'info' },

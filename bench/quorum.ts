@@ -14,8 +14,9 @@
 // WK_BENCH_QUORUM_SECONDS (default 30) and WK_BENCH_QUORUM_ROUNDS (default 2)
 // shorten or lengthen it; WK_BENCH_QUORUM=0 skips it. WK_BENCH_QUORUM_SK_ARGS
 // passes extra options to the safekeepers (e.g. "--no-sync"), WK_BENCH_QUORUM_SAFEKEEPERS
-// changes their number and WK_BENCH_QUORUM_SEG_MB the WAL segment size (diagnosis only).
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+// changes their number and WK_BENCH_QUORUM_SEG_MB the WAL segment size, WK_BENCH_QUORUM_KEEP_LOGS=DIR
+// keeps pgbench's per-transaction logs there (diagnosis only).
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -124,6 +125,7 @@ export async function quorumRows(): Promise<BenchRow[]> {
   const primary = await LocalPg.init({ prefix: 'wk-bq-primary-', walSegSizeMb: segMb, conf: { max_wal_size: '4GB', checkpoint_timeout: '30min', wal_keep_size: 0 } });
   const skRoot = join(tmpdir(), `wk-bq-sk-${process.pid}`);
   const logDir = pgTempDir('wk-bq-log-');
+  const keepLogs = process.env.WK_BENCH_QUORUM_KEEP_LOGS;
   let native: LocalPg | null = null;
   const side = new QuorumSide(skRoot, primary);
   const onExit = (): void => {
@@ -165,7 +167,11 @@ export async function quorumRows(): Promise<BenchRow[]> {
         const out = await primary.pgbench(['-n', '-N', '-c', '8', '-j', '2', '-T', String(seconds), '--log', `--log-prefix=${join(logDir, prefix)}`], { cwd: logDir });
         const s = pgbenchSummary(out);
         const l = latencyFromLogs(logDir, prefix);
-        for (const f of readdirSync(logDir)) if (f.startsWith(prefix + '.')) rmSync(join(logDir, f));
+        for (const f of readdirSync(logDir)) {
+          if (!f.startsWith(prefix + '.')) continue;
+          if (keepLogs) cpSync(join(logDir, f), join(keepLogs, f));
+          rmSync(join(logDir, f));
+        }
         const run: Run = { tps: s.tps, avgMs: s.latencyMs, p99Ms: l.p99Ms, transactions: s.transactions };
         results[mode].push(run);
         process.stderr.write(`\n  round ${r + 1} ${mode.padEnd(6)}: ${run.tps.toFixed(0)} tps, avg ${run.avgMs.toFixed(2)} ms, p99 ${run.p99Ms.toFixed(2)} ms (${run.transactions} tx)`);

@@ -194,6 +194,7 @@ export class QuorumProposer implements LinkHost {
   private termStarted = false;
   private streamedOnce = false;
   private primarySleep: { timer: NodeJS.Timeout; wake: () => void } | null = null;
+  private pumpQueued = false;
 
   constructor(opts: QuorumProposerOptions) {
     if (opts.safekeepers.length === 0) throw new ProposerFatalError('no safekeepers given');
@@ -649,8 +650,15 @@ export class QuorumProposer implements LinkHost {
       conn.close();
       return;
     }
-    for (const l of this.links) l.pump();
-    this.checkWindow();
+    // Pump once after every message of this read is in the window: what arrived together leaves together.
+    if (!this.pumpQueued) {
+      this.pumpQueued = true;
+      queueMicrotask(() => {
+        this.pumpQueued = false;
+        for (const l of this.links) l.pump();
+        this.checkWindow();
+      });
+    }
   }
 
   /** Keep memory bounded: drop WAL the quorum has, pause the primary while the window is full of WAL it lacks. */
