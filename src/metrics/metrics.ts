@@ -150,6 +150,12 @@ export class Metrics implements TimelineObserver, ServerObserver {
     perTimelineTotal('walkeeper_wal_written_bytes_total', 'WAL bytes written to segment files since the daemon started', (tl) => tl.stats.bytesWritten);
     perTimelineTotal('walkeeper_wal_appends_total', 'WAL requests received from proposers since the daemon started', (tl) => tl.stats.appends);
     perTimelineTotal('walkeeper_wal_syncs_total', 'WAL syncs (one fdatasync round covering every write before it)', (tl) => tl.stats.syncs);
+    perTimelineTotal('walkeeper_wal_segments_preallocated_total', 'WAL segments made ahead of time in the background', (tl) => tl.preallocation.made);
+    perTimelineTotal(
+      'walkeeper_wal_segment_preallocation_misses_total',
+      'WAL segments needed before their background preallocation was ready (created in the write path instead)',
+      (tl) => tl.preallocation.missed,
+    );
     perTimeline('walkeeper_connected_proposers', 'WAL push sessions attached to the timeline', (tl) => tl.pushSessions.size);
     perTimeline('walkeeper_connected_readers', 'Replication streams reading the timeline', (tl) => self.sources.readers?.(tl) ?? 0);
 

@@ -156,6 +156,11 @@ export class Timeline implements AcceptorStorage {
     return this.synced;
   }
 
+  /** Segments made ahead of time, used, and needed before they were ready (since the files were opened). */
+  get preallocation(): { made: number; used: number; missed: number } {
+    return this.segments?.preallocStats ?? { made: 0, used: 0, missed: 0 };
+  }
+
   // ---- AcceptorStorage ----
 
   loadControl(): SafeKeeperInfo | null {

@@ -172,6 +172,10 @@ t.test('admin API over a live daemon', async (t) => {
     t.equal(sampleValue(samples, 'walkeeper_wal_sync_seconds_bucket', { ...tl, le: '+Inf' }), syncs);
     t.equal(types.get('walkeeper_wal_sync_seconds'), 'histogram');
     t.equal(types.get('walkeeper_wal_appends_total'), 'counter');
+    // The WAL crossed segments: each next one was either made ahead of time or needed before it was ready.
+    const made = sampleValue(samples, 'walkeeper_wal_segments_preallocated_total', tl)!;
+    const missed = sampleValue(samples, 'walkeeper_wal_segment_preallocation_misses_total', tl)!;
+    t.ok(made + missed >= 1, `segments preallocated: ${made}, misses: ${missed}`);
     t.equal(sampleValue(samples, 'walkeeper_timelines', { state: 'active' }), 1);
     t.equal(sampleValue(samples, 'walkeeper_pg_connections'), 1);
     t.ok(sampleValue(samples, 'walkeeper_pg_connections_accepted_total')! >= 1);
