@@ -7,6 +7,7 @@ import { ConnStringError, resolveConnString, type ConnTarget } from '../proposer
 import { SLOT_NAME } from '../proposer/primary.js';
 import { LostLeadershipError, QuorumProposer, type SafekeeperAddress } from '../proposer/quorum.js';
 import { CommandError, UsageError } from './errors.js';
+import { parseOptions, showHelp } from './options.js';
 import { parseListenAddress } from './run.js';
 
 export const DEFAULT_SLOT = 'walkeeper';
@@ -66,34 +67,31 @@ function parseSize(text: string, option: string): number {
 }
 
 export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
-  const got: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i];
-    let inline: string | undefined;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    if (eq > 0) {
-      inline = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    if (arg === '-h' || arg === '--help') return 'help';
-    const known = ['--primary', '--safekeepers', '--tenant', '--timeline', '--slot', '--application-name', '--start-lsn', '--max-buffer', '--safekeeper-token-file'];
-    if (!known.includes(arg)) throw new UsageError(`unknown option "${argv[i]}" (try "walkeeper propose --help")`);
-    const v = inline ?? argv[++i];
-    if (v === undefined) throw new UsageError(`${arg} needs a value`);
-    if (got[arg] !== undefined) throw new UsageError(`${arg} given twice`);
-    got[arg] = v;
-  }
-  for (const need of ['--primary', '--safekeepers', '--tenant', '--timeline']) {
-    if (got[need] === undefined) throw new UsageError(`${need} is required (try "walkeeper propose --help")`);
-  }
+  const parsed = parseOptions(argv, {
+    command: 'propose',
+    once: true,
+    options: {
+      primary: { names: ['--primary'], value: true, required: true },
+      safekeepers: { names: ['--safekeepers'], value: true, required: true },
+      tenant: { names: ['--tenant'], value: true, required: true },
+      timeline: { names: ['--timeline'], value: true, required: true },
+      slot: { names: ['--slot'], value: true },
+      applicationName: { names: ['--application-name'], value: true },
+      startLsn: { names: ['--start-lsn'], value: true },
+      maxBuffer: { names: ['--max-buffer'], value: true },
+      safekeeperTokenFile: { names: ['--safekeeper-token-file'], value: true },
+    },
+  });
+  if (parsed === 'help') return 'help';
+  const got = parsed.options;
   let primary: ConnTarget;
   try {
-    primary = resolveConnString(got['--primary']);
+    primary = resolveConnString(got.primary);
   } catch (err) {
     if (err instanceof ConnStringError) throw new UsageError(`--primary: ${err.message}`);
     throw err;
   }
-  const safekeepers = got['--safekeepers']
+  const safekeepers = got.safekeepers
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '')
@@ -105,33 +103,33 @@ export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
     if (seen.has(k)) throw new UsageError(`--safekeepers: ${k} is listed twice`);
     seen.add(k);
   }
-  for (const [opt, v] of [['--tenant', got['--tenant']], ['--timeline', got['--timeline']]] as const) {
+  for (const [opt, v] of [['--tenant', got.tenant], ['--timeline', got.timeline]] as const) {
     if (!HEX32.test(v)) throw new UsageError(`${opt}: invalid id "${v}": expected 32 hex digits`);
   }
-  const slot = got['--slot'] ?? DEFAULT_SLOT;
+  const slot = got.slot ?? DEFAULT_SLOT;
   if (!SLOT_NAME.test(slot)) throw new UsageError(`--slot: invalid slot name "${slot}": lower-case letters, digits and underscores, at most 63`);
-  const applicationName = got['--application-name'] ?? DEFAULT_APPLICATION_NAME;
+  const applicationName = got.applicationName ?? DEFAULT_APPLICATION_NAME;
   if (applicationName === '' || /[^\x20-\x7e]/.test(applicationName)) throw new UsageError(`--application-name: invalid name "${applicationName}"`);
   const opts: ProposeOptions = {
     primary,
     safekeepers,
-    tenantId: got['--tenant'].toLowerCase(),
-    timelineId: got['--timeline'].toLowerCase(),
+    tenantId: got.tenant.toLowerCase(),
+    timelineId: got.timeline.toLowerCase(),
     slot,
     applicationName,
   };
-  if (got['--start-lsn'] !== undefined) {
+  if (got.startLsn !== undefined) {
     try {
-      opts.startLsn = parseLsn(got['--start-lsn']);
+      opts.startLsn = parseLsn(got.startLsn);
     } catch (err) {
       if (err instanceof LsnError) throw new UsageError(`--start-lsn: ${err.message}`);
       throw err;
     }
   }
-  if (got['--max-buffer'] !== undefined) opts.maxBufferBytes = parseSize(got['--max-buffer'], '--max-buffer');
-  if (got['--safekeeper-token-file'] !== undefined) {
+  if (got.maxBuffer !== undefined) opts.maxBufferBytes = parseSize(got.maxBuffer, '--max-buffer');
+  if (got.safekeeperTokenFile !== undefined) {
     try {
-      opts.safekeeperPassword = readFileSync(got['--safekeeper-token-file'], 'utf8').trim();
+      opts.safekeeperPassword = readFileSync(got.safekeeperTokenFile, 'utf8').trim();
     } catch (err) {
       throw new UsageError(`--safekeeper-token-file: ${(err as Error).message}`);
     }
@@ -141,10 +139,7 @@ export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
 
 export async function proposeCommand(argv: string[]): Promise<number> {
   const opts = parseProposeArgs(argv);
-  if (opts === 'help') {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (opts === 'help') return showHelp(HELP);
   const log = createLogger();
   const proposer = new QuorumProposer({ ...opts, log });
   let signals = 0;

@@ -4,6 +4,7 @@ import { Daemon, DaemonStartError } from '../daemon/daemon.js';
 import { createLogger } from '../log.js';
 import type { ListenAddress } from '../server/pg-server.js';
 import { CommandError, UsageError } from './errors.js';
+import { parseOptions, showHelp } from './options.js';
 
 export const DEFAULT_DATA_DIR = '.walkeeper';
 export const DEFAULT_LISTEN_PG = '127.0.0.1:5454';
@@ -50,78 +51,54 @@ export function parseListenAddress(text: string, option: string): ListenAddress 
 }
 
 export function parseRunArgs(argv: string[]): RunOptions | 'help' {
-  const opts: RunOptions = {
-    dataDir: resolve(DEFAULT_DATA_DIR),
-    dataDirGiven: false,
-    listenPg: parseListenAddress(DEFAULT_LISTEN_PG, '--listen-pg'),
-    listenHttp: parseListenAddress(DEFAULT_LISTEN_HTTP, '--listen-http'),
-    noSync: false,
+  const parsed = parseOptions(argv, {
+    command: 'run',
+    options: {
+      dataDir: {
+        names: ['--data-dir', '-D', '--datadir'],
+        value: true,
+        parse: (v, name) => {
+          if (v === '') throw new UsageError(`${name}: empty directory name`);
+          return resolve(v);
+        },
+      },
+      listenPg: { names: ['--listen-pg'], value: true, parse: (v) => parseListenAddress(v, '--listen-pg') },
+      listenHttp: { names: ['--listen-http'], value: true, parse: (v) => parseListenAddress(v, '--listen-http') },
+      id: {
+        names: ['--id'],
+        value: true,
+        parse: (v) => {
+          if (!/^\d{1,15}$/.test(v)) throw new UsageError(`--id: invalid node id "${v}": expected a non-negative integer`);
+          return Number(v);
+        },
+      },
+      noSync: { names: ['--no-sync'] },
+      authPublicKey: {
+        names: ['--auth-public-key'],
+        value: true,
+        parse: (v) => {
+          if (v === '') throw new UsageError('--auth-public-key: empty file name');
+          return resolve(v);
+        },
+      },
+    },
+  });
+  if (parsed === 'help') return 'help';
+  const o = parsed.options;
+  return {
+    dataDir: o.dataDir ?? resolve(DEFAULT_DATA_DIR),
+    dataDirGiven: o.dataDir !== undefined,
+    listenPg: o.listenPg ?? parseListenAddress(DEFAULT_LISTEN_PG, '--listen-pg'),
+    listenHttp: o.listenHttp ?? parseListenAddress(DEFAULT_LISTEN_HTTP, '--listen-http'),
+    id: o.id,
+    noSync: o.noSync,
+    authPublicKeyPath: o.authPublicKey,
   };
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i];
-    let inline: string | undefined;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    if (eq > 0) {
-      inline = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    } else if (/^-D./.test(arg)) {
-      inline = arg.slice(2);
-      arg = '-D';
-    }
-    const value = (): string => {
-      if (inline !== undefined) return inline;
-      const v = argv[++i];
-      if (v === undefined) throw new UsageError(`${arg} needs a value`);
-      return v;
-    };
-    switch (arg) {
-      case '-h':
-      case '--help':
-        return 'help';
-      case '-D':
-      case '--data-dir':
-      case '--datadir': {
-        const v = value();
-        if (v === '') throw new UsageError(`${arg}: empty directory name`);
-        opts.dataDir = resolve(v);
-        opts.dataDirGiven = true;
-        break;
-      }
-      case '--listen-pg':
-        opts.listenPg = parseListenAddress(value(), '--listen-pg');
-        break;
-      case '--listen-http':
-        opts.listenHttp = parseListenAddress(value(), '--listen-http');
-        break;
-      case '--id': {
-        const v = value();
-        if (!/^\d{1,15}$/.test(v)) throw new UsageError(`--id: invalid node id "${v}": expected a non-negative integer`);
-        opts.id = Number(v);
-        break;
-      }
-      case '--auth-public-key': {
-        const v = value();
-        if (v === '') throw new UsageError('--auth-public-key: empty file name');
-        opts.authPublicKeyPath = resolve(v);
-        break;
-      }
-      case '--no-sync':
-        if (inline !== undefined) throw new UsageError('--no-sync takes no value');
-        opts.noSync = true;
-        break;
-      default:
-        throw new UsageError(`unknown option "${argv[i]}" (try "walkeeper run --help")`);
-    }
-  }
-  return opts;
 }
 
 export async function runCommand(argv: string[]): Promise<number> {
   const opts = parseRunArgs(argv);
-  if (opts === 'help') {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (opts === 'help') return showHelp(HELP);
   const log = createLogger();
   let daemon: Daemon;
   try {

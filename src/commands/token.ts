@@ -5,6 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadPrivateKey, signToken, type TokenClaims } from '../auth/jwt.js';
 import { ID_HEX } from '../timeline/ids.js';
 import { CommandError, UsageError } from './errors.js';
+import { parseOptions, showHelp } from './options.js';
 
 const HELP = `usage: walkeeper token --private-key PATH [--scope SCOPE] [--tenant-id ID] [--expires-in DURATION]
        walkeeper token --new-key-pair PREFIX
@@ -35,62 +36,6 @@ export function parseDuration(text: string): number {
   return n * unit;
 }
 
-interface TokenArgs {
-  privateKey?: string;
-  scope?: string;
-  tenantId?: string;
-  expiresIn?: number;
-  newKeyPair?: string;
-}
-
-function parseArgs(argv: string[]): TokenArgs | 'help' {
-  const out: TokenArgs = {};
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i];
-    let inline: string | undefined;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    if (eq > 0) {
-      inline = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    const value = (): string => {
-      if (inline !== undefined) return inline;
-      const v = argv[++i];
-      if (v === undefined) throw new UsageError(`${arg} needs a value`);
-      return v;
-    };
-    switch (arg) {
-      case '-h':
-      case '--help':
-        return 'help';
-      case '--private-key':
-        out.privateKey = value();
-        break;
-      case '--scope': {
-        const v = value();
-        if (v !== 'tenant' && v !== 'safekeeperdata') throw new UsageError(`--scope: "${v}" is not a safekeeper scope: use tenant or safekeeperdata`);
-        out.scope = v;
-        break;
-      }
-      case '--tenant-id': {
-        const v = value();
-        if (!ID_HEX.test(v)) throw new UsageError(`--tenant-id: invalid tenant id "${v}": expected 32 hex digits`);
-        out.tenantId = v.toLowerCase();
-        break;
-      }
-      case '--expires-in':
-        out.expiresIn = parseDuration(value());
-        break;
-      case '--new-key-pair':
-        out.newKeyPair = value();
-        break;
-      default:
-        throw new UsageError(`unknown option "${argv[i]}" (try "walkeeper token --help")`);
-    }
-  }
-  return out;
-}
-
 function newKeyPair(prefix: string): number {
   const priv = `${prefix}.private.pem`;
   const pub = `${prefix}.public.pem`;
@@ -110,11 +55,32 @@ function newKeyPair(prefix: string): number {
 }
 
 export async function tokenCommand(argv: string[]): Promise<number> {
-  const args = parseArgs(argv);
-  if (args === 'help') {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseOptions(argv, {
+    command: 'token',
+    options: {
+      privateKey: { names: ['--private-key'], value: true },
+      scope: {
+        names: ['--scope'],
+        value: true,
+        parse: (v) => {
+          if (v !== 'tenant' && v !== 'safekeeperdata') throw new UsageError(`--scope: "${v}" is not a safekeeper scope: use tenant or safekeeperdata`);
+          return v;
+        },
+      },
+      tenantId: {
+        names: ['--tenant-id'],
+        value: true,
+        parse: (v) => {
+          if (!ID_HEX.test(v)) throw new UsageError(`--tenant-id: invalid tenant id "${v}": expected 32 hex digits`);
+          return v.toLowerCase();
+        },
+      },
+      expiresIn: { names: ['--expires-in'], value: true, parse: parseDuration },
+      newKeyPair: { names: ['--new-key-pair'], value: true },
+    },
+  });
+  if (parsed === 'help') return showHelp(HELP);
+  const args = parsed.options;
   if (args.newKeyPair !== undefined) {
     if (args.privateKey || args.scope || args.tenantId || args.expiresIn) throw new UsageError('--new-key-pair takes no other option');
     return newKeyPair(args.newKeyPair);

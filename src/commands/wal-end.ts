@@ -4,6 +4,7 @@ import { formatLsn } from '../lsn.js';
 import { WalDirError } from '../wal/errors.js';
 import { findWalEnd, type WalEndResult } from '../wal/wal-end.js';
 import { CommandError, UsageError } from './errors.js';
+import { parseOptions, showHelp } from './options.js';
 
 const USAGE = `usage: walkeeper wal-end DIR [--wal-seg-size BYTES] [--timeline N] [--json]
 
@@ -27,8 +28,8 @@ export interface WalEndArgs {
 }
 
 /** A decimal integer (also 0x-hex), nothing else: "16MB" or "1e6" are refused. */
-function parseInteger(option: string, text: string | undefined): number {
-  if (text === undefined || text === '') throw new UsageError(`option ${option} needs a value`);
+function parseInteger(text: string, option: string): number {
+  if (text === '') throw new UsageError(`${option} needs a value`);
   if (!/^(0x[0-9a-fA-F]+|[0-9]+)$/.test(text)) throw new UsageError(`invalid value "${text}" for ${option}: expected an integer`);
   const n = Number(text);
   if (!Number.isSafeInteger(n)) throw new UsageError(`invalid value "${text}" for ${option}: too large`);
@@ -36,38 +37,18 @@ function parseInteger(option: string, text: string | undefined): number {
 }
 
 export function parseWalEndArgs(argv: string[]): WalEndArgs {
-  const args: Partial<WalEndArgs> & { json: boolean; help: boolean } = { json: false, help: false };
-  const positional: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const name = eq > 0 ? arg.slice(0, eq) : arg;
-    const inline = eq > 0 ? arg.slice(eq + 1) : undefined;
-    const value = (): string | undefined => (inline !== undefined ? inline : argv[++i]);
-    switch (name) {
-      case '-h':
-      case '--help':
-        args.help = true;
-        break;
-      case '--json':
-        if (inline !== undefined) throw new UsageError('option --json takes no value');
-        args.json = true;
-        break;
-      case '--wal-seg-size':
-        args.walSegSize = parseInteger(name, value());
-        break;
-      case '--timeline':
-        args.timeline = parseInteger(name, value());
-        break;
-      default:
-        if (arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option "${arg}" (try --help)`);
-        positional.push(arg);
-    }
-  }
-  if (args.help) return { dir: '', json: false, help: true };
-  if (positional.length === 0) throw new UsageError('missing DIR (try --help)');
-  if (positional.length > 1) throw new UsageError(`expected one DIR, got ${positional.length} arguments`);
-  return { ...args, dir: positional[0] };
+  const parsed = parseOptions(argv, {
+    command: 'wal-end',
+    positionals: ['DIR'],
+    helpLast: true,
+    options: {
+      walSegSize: { names: ['--wal-seg-size'], value: true, parse: parseInteger },
+      timeline: { names: ['--timeline'], value: true, parse: parseInteger },
+      json: { names: ['--json'] },
+    },
+  });
+  if (parsed === 'help') return { dir: '', json: false, help: true };
+  return { ...parsed.options, dir: parsed.positionals[0], help: false };
 }
 
 export function formatWalEnd(r: WalEndResult, json: boolean): string {
@@ -91,10 +72,7 @@ export function formatWalEnd(r: WalEndResult, json: boolean): string {
 
 export async function walEndCommand(argv: string[]): Promise<number> {
   const args = parseWalEndArgs(argv);
-  if (args.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  if (args.help) return showHelp(USAGE);
   let result: WalEndResult;
   try {
     result = await findWalEnd(args.dir, { walSegSize: args.walSegSize, timeline: args.timeline });
