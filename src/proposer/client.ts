@@ -3,27 +3,7 @@
 // (one protocol message per CopyData). Used by tests now and by a quorum
 // proposer later. Replies on the push channel are untagged, so the client
 // remembers what each message it sent expects back, in order.
-import { createHash } from 'node:crypto';
-import { connect as netConnect, type Socket } from 'node:net';
-import { MessageFramer, type Framer } from '../hot/frames.js';
-import {
-  BackendTag,
-  copyData,
-  copyDone,
-  decodeAuthentication,
-  decodeBackendKeyData,
-  decodeCommandComplete,
-  decodeCopyResponse,
-  decodeDataRow,
-  decodeErrorFields,
-  decodeParameterStatus,
-  decodeReadyForQuery,
-  decodeRowDescription,
-  passwordMessage,
-  query as queryMessage,
-  startupMessage,
-  terminate,
-} from '../pq/frontend.js';
+import { BackendTag, copyData, copyDone } from '../pq/frontend.js';
 import {
   decodeNodeId,
   decodeSafeKeeperInfo,
@@ -34,6 +14,9 @@ import {
 } from '../protocol/messages.js';
 import { zeroNodeId } from '../protocol/node-id.js';
 import type { NodeId, RequestVote, SafeKeeperInfo, SafeKeeperRequest, SafeKeeperResponse, ServerInfo } from '../protocol/types.js';
+import { FrontendConnection, type CopyState, type PgServerError, type Waiter } from './frontend-connection.js';
+
+export { PgServerError, type QueryResult } from './frontend-connection.js';
 
 export interface ProposerConnectOptions {
   host: string;
@@ -43,39 +26,12 @@ export interface ProposerConnectOptions {
   /** 32 hex digits. */
   timelineId: string;
   applicationName?: string;
-  /** For cleartext or MD5 password authentication. */
+  /** For cleartext, MD5 or SCRAM-SHA-256 password authentication. */
   password?: string;
   /** Startup `user` (default "walproposer"). */
   user?: string;
   /** Limit on TCP connect + startup until ReadyForQuery (default 10 s). */
   connectTimeoutMs?: number;
-}
-
-export interface QueryResult {
-  fields: string[];
-  rows: (string | null)[][];
-  command: string;
-}
-
-/** An ErrorResponse from the server. */
-export class PgServerError extends Error {
-  override readonly name = 'PgServerError';
-  readonly severity: string;
-  /** SQLSTATE */
-  readonly code: string;
-
-  constructor(readonly fields: Record<string, string>) {
-    super(fields.M ?? 'server error without a message');
-    this.severity = fields.V ?? fields.S ?? 'ERROR';
-    this.code = fields.C ?? '';
-  }
-}
-
-type State = 'startup' | 'idle' | 'query' | 'copy-starting' | 'copy' | 'copy-ending' | 'closed';
-
-interface Waiter<T> {
-  resolve(v: T): void;
-  reject(e: Error): void;
 }
 
 /** What the next CopyData from the server answers. */
@@ -86,40 +42,20 @@ type Expected =
 
 const HEX32 = /^[0-9a-fA-F]{32}$/;
 
-export class ProposerClient {
-  /** ParameterStatus values the server sent. */
-  readonly parameters = new Map<string, string>();
-  backendKey: { pid: number; secret: number } | null = null;
-
-  private state: State = 'startup';
-  private readonly framer: Framer = new MessageFramer();
-  private startup: Waiter<void> | null = null;
-  private current: (Waiter<QueryResult> & { result: QueryResult; error: PgServerError | null }) | null = null;
-  private queryChain: Promise<unknown> = Promise.resolve();
-  private copyStart: Waiter<void> | null = null;
+export class ProposerClient extends FrontendConnection {
   private ending: Waiter<void> | null = null;
   private expected: Expected[] = [];
   private responses: SafeKeeperResponse[] = [];
   private responseWaiters: Waiter<SafeKeeperResponse>[] = [];
   /** Why the push channel can no longer be used (an error, or its end). */
   private copyFailure: Error | null = null;
-  private socketError: Error | null = null;
   private lastVote: NodeId = zeroNodeId();
   /** When set, responses go here as they arrive instead of through nextResponse(). */
   private responseHandler: ((r: SafeKeeperResponse) => void) | null = null;
   private streamEndListeners: ((reason: Error) => void)[] = [];
 
-  private constructor(
-    private readonly socket: Socket,
-    private readonly opts: ProposerConnectOptions,
-  ) {
-    socket.on('data', (chunk) => this.onData(chunk));
-    socket.on('error', (e) => (this.socketError = e));
-    socket.on('close', () => this.onClose());
-  }
-
-  private get where(): string {
-    return `${this.opts.host}:${this.opts.port}`;
+  private constructor(opts: ProposerConnectOptions) {
+    super({ host: opts.host, port: opts.port, user: opts.user ?? 'walproposer', password: opts.password, connectTimeoutMs: opts.connectTimeoutMs });
   }
 
   /** Connect, send the StartupMessage (ztenantid/ztimelineid), authenticate, wait for ReadyForQuery. */
@@ -127,63 +63,17 @@ export class ProposerClient {
     for (const [name, v] of [['tenantId', opts.tenantId], ['timelineId', opts.timelineId]] as const) {
       if (!HEX32.test(v)) return Promise.reject(new Error(`${name} must be 32 hex digits, got "${v}"`));
     }
-    const socket = netConnect({ host: opts.host, port: opts.port });
-    socket.setNoDelay(true);
-    const client = new ProposerClient(socket, opts);
-    const timeoutMs = opts.connectTimeoutMs ?? 10_000;
-    return new Promise<ProposerClient>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        client.failAll(new Error(`timed out after ${timeoutMs} ms connecting to ${client.where}`));
-        socket.destroy();
-      }, timeoutMs);
-      client.startup = {
-        resolve: () => {
-          clearTimeout(timer);
-          resolve(client);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          socket.destroy();
-          reject(e);
-        },
-      };
-      socket.once('connect', () => {
-        const params: Record<string, string> = {
-          user: opts.user ?? 'walproposer',
-          ztenantid: opts.tenantId.toLowerCase(),
-          ztimelineid: opts.timelineId.toLowerCase(),
-        };
-        if (opts.applicationName !== undefined) params.application_name = opts.applicationName;
-        socket.write(startupMessage(params));
-      });
-    });
-  }
-
-  /** A simple query (IDENTIFY_SYSTEM, ...). Queries run one at a time, in call order. */
-  query(sql: string): Promise<QueryResult> {
-    const run = (): Promise<QueryResult> =>
-      new Promise<QueryResult>((resolve, reject) => {
-        if (this.state !== 'idle') return reject(this.unusable('query'));
-        this.state = 'query';
-        this.current = { resolve, reject, result: { fields: [], rows: [], command: '' }, error: null };
-        this.socket.write(queryMessage(sql));
-      });
-    const p = this.queryChain.then(run, run);
-    this.queryChain = p.catch(() => {});
-    return p;
+    const params: Record<string, string> = { ztenantid: opts.tenantId.toLowerCase(), ztimelineid: opts.timelineId.toLowerCase() };
+    if (opts.applicationName !== undefined) params.application_name = opts.applicationName;
+    return new ProposerClient(opts).start(params);
   }
 
   /** Send START_WAL_PUSH and wait for CopyBothResponse. */
-  async startWalPush(): Promise<void> {
-    await this.queryChain;
-    return new Promise<void>((resolve, reject) => {
-      if (this.state !== 'idle') return reject(this.unusable('START_WAL_PUSH'));
-      this.state = 'copy-starting';
+  startWalPush(): Promise<void> {
+    return this.openCopy('START_WAL_PUSH', () => {
       this.copyFailure = null;
       this.expected = [];
       this.responses = [];
-      this.copyStart = { resolve, reject };
-      this.socket.write(queryMessage('START_WAL_PUSH'));
     });
   }
 
@@ -273,137 +163,28 @@ export class ProposerClient {
     });
   }
 
-  /** Terminate and close; everything pending is rejected. */
-  close(): void {
-    if (this.state === 'closed') return;
-    if (!this.socket.destroyed) this.socket.end(terminate());
-    this.failAll(new Error(`connection to ${this.where} closed by the client`));
-  }
-
   // ---- incoming ----
 
-  private onData(chunk: Buffer): void {
-    if (this.state === 'closed') return;
-    try {
-      this.framer.push(chunk);
-      for (let m = this.framer.next(); m; m = this.framer.next()) {
-        this.handle(m.tag, m.body);
-        if ((this.state as State) === 'closed') return;
-      }
-    } catch (e) {
-      // Unparseable input: nothing after it can be trusted.
-      this.failAll(e instanceof Error ? e : new Error(String(e)));
-      this.socket.destroy();
-    }
-  }
-
-  private handle(tag: number, body: Buffer): void {
+  protected handle(tag: number, body: Buffer): void {
     switch (tag) {
-      case BackendTag.ErrorResponse:
-        return this.onError(new PgServerError(decodeErrorFields(body)));
-      case BackendTag.NoticeResponse:
-        decodeErrorFields(body, 'NoticeResponse');
-        return;
-      case BackendTag.ParameterStatus: {
-        const { name, value } = decodeParameterStatus(body);
-        this.parameters.set(name, value);
-        return;
-      }
-      case BackendTag.BackendKeyData:
-        this.backendKey = decodeBackendKeyData(body);
-        return;
-      case BackendTag.Authentication:
-        return this.onAuthentication(body);
-      case BackendTag.ReadyForQuery:
-        decodeReadyForQuery(body);
-        return this.onReady();
-      case BackendTag.RowDescription:
-        if (this.current) this.current.result.fields = decodeRowDescription(body).map((f) => f.name);
-        return this.expectState('query', 'RowDescription');
-      case BackendTag.DataRow:
-        this.expectState('query', 'DataRow');
-        this.current!.result.rows.push(decodeDataRow(body));
-        return;
-      case BackendTag.CommandComplete: {
-        const command = decodeCommandComplete(body);
-        if (this.state === 'query') this.current!.result.command = command;
-        return;
-      }
-      case BackendTag.EmptyQueryResponse:
-        return this.expectState('query', 'EmptyQueryResponse');
-      case BackendTag.CopyBothResponse:
-        decodeCopyResponse(body);
-        return this.onCopyBoth();
-      case BackendTag.CopyOutResponse:
-      case BackendTag.CopyInResponse:
-        throw new Error(`${this.where} answered with ${tag === BackendTag.CopyOutResponse ? 'CopyOutResponse' : 'CopyInResponse'}, expected CopyBothResponse`);
       case BackendTag.CopyData:
         return this.onCopyData(body);
       case BackendTag.CopyDone:
         return this.endCopy(new Error(`${this.where} ended the WAL push stream`));
       default:
-        throw new Error(`unexpected message type '${String.fromCharCode(tag)}' (0x${tag.toString(16)}) from ${this.where}`);
+        return this.handleOther(tag, body);
     }
   }
 
-  private expectState(state: State, what: string): void {
-    if (this.state !== state) throw new Error(`unexpected ${what} from ${this.where} while ${this.state}`);
-  }
-
-  private onAuthentication(body: Buffer): void {
-    this.expectState('startup', 'Authentication');
-    const auth = decodeAuthentication(body);
-    const user = this.opts.user ?? 'walproposer';
-    switch (auth.kind) {
-      case 'ok':
-        return;
-      case 'cleartext-password':
-        this.socket.write(passwordMessage(this.needPassword()));
-        return;
-      case 'md5-password': {
-        const inner = createHash('md5').update(this.needPassword()).update(user).digest('hex');
-        const outer = createHash('md5').update(inner).update(auth.salt).digest('hex');
-        this.socket.write(passwordMessage('md5' + outer));
-        return;
-      }
-      default:
-        throw new Error(`${this.where} asks for an unsupported authentication method (${auth.kind === 'other' ? `code ${auth.code}` : auth.kind})`);
-    }
-  }
-
-  private needPassword(): string {
-    if (this.opts.password === undefined) throw new Error(`${this.where} asks for a password and none was given`);
-    return this.opts.password;
-  }
-
-  private onReady(): void {
-    const state = this.state;
-    this.state = 'idle';
-    if (state === 'startup') {
-      const w = this.startup;
-      this.startup = null;
-      w?.resolve();
-    } else if (state === 'query') {
-      const q = this.current!;
-      this.current = null;
-      if (q.error) q.reject(q.error);
-      else q.resolve(q.result);
-    } else if (state === 'copy-ending') {
+  protected copyReady(was: CopyState): void {
+    if (was === 'copy-ending') {
       this.endCopy(new Error(`the WAL push stream to ${this.where} has ended`));
       const w = this.ending;
       this.ending = null;
       w?.resolve();
-    } else if (state === 'copy' || state === 'copy-starting') {
+    } else {
       this.endCopy(new Error(`${this.where} left the WAL push stream`));
     }
-  }
-
-  private onCopyBoth(): void {
-    this.expectState('copy-starting', 'CopyBothResponse');
-    this.state = 'copy';
-    const w = this.copyStart;
-    this.copyStart = null;
-    w?.resolve();
   }
 
   private onCopyData(body: Buffer): void {
@@ -432,19 +213,17 @@ export class ProposerClient {
   }
 
   /** An ErrorResponse rejects everything pending; a connection in a query or stream returns to idle with ReadyForQuery. */
-  private onError(err: PgServerError): void {
-    if (this.state === 'startup') {
-      const w = this.startup;
-      this.startup = null;
-      w?.reject(err);
-      return;
-    }
-    if (this.current) this.current.error = err;
+  protected copyError(err: PgServerError): void {
+    this.abandonStream(err);
+    if (this.state === 'copy-starting' || this.state === 'copy' || this.state === 'copy-ending') this.state = 'copy-ending';
+  }
+
+  /** The stream failed: its start or end (at most one waits) and every reply still owed. */
+  private abandonStream(err: Error): void {
     const w = this.copyStart ?? this.ending;
     this.copyStart = this.ending = null;
     w?.reject(err);
     this.endCopy(err);
-    if (this.state === 'copy-starting' || this.state === 'copy' || this.state === 'copy-ending') this.state = 'copy-ending';
   }
 
   /** The push channel is over: reject what still waits on it. */
@@ -461,43 +240,21 @@ export class ProposerClient {
     for (const w of waiters) w.reject(reason);
   }
 
-  private onClose(): void {
-    if (this.state === 'closed') return;
-    if (this.state === 'copy-ending' && this.ending) {
-      // The server may end the stream by closing the connection.
-      const w = this.ending;
-      this.ending = null;
-      this.failAll(new Error(`connection to ${this.where} closed after the end of the stream`));
-      w.resolve();
-      return;
-    }
-    const cause = this.socketError ? `: ${this.socketError.message}` : '';
-    this.failAll(new Error(`connection to ${this.where} closed${this.state === 'startup' ? ' during startup' : ''}${cause}`));
+  protected override onSocketClose(): void {
+    const w = this.state === 'copy-ending' ? this.ending : null;
+    if (!w) return super.onSocketClose();
+    // The server may end the stream by closing the connection.
+    this.ending = null;
+    this.fail(new Error(`connection to ${this.where} closed after the end of the stream`));
+    w.resolve();
   }
 
-  private failAll(err: Error): void {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    const startup = this.startup;
-    const current = this.current;
-    const copyStart = this.copyStart;
-    const ending = this.ending;
-    this.startup = this.current = this.copyStart = this.ending = null;
-    startup?.reject(err);
-    current?.reject(err);
-    copyStart?.reject(err);
-    ending?.reject(err);
-    this.endCopy(err);
+  protected failPending(err: Error): void {
+    this.abandonStream(err);
     this.copyFailure = err;
-    this.framer.dispose();
   }
 
   // ---- guards ----
-
-  private unusable(what: string): Error {
-    if (this.state === 'closed') return new Error(`${what}: the connection to ${this.where} is closed`);
-    return new Error(`${what}: the connection to ${this.where} is busy (${this.state})`);
-  }
 
   private pushError(what: string): Error | null {
     if (this.state === 'copy') return null;

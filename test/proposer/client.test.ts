@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import t from 'tap';
-import { PgServerError, ProposerClient, type ProposerConnectOptions } from '../../src/proposer/index.js';
+import { PgClient, PgServerError, ProposerClient, type ProposerConnectOptions } from '../../src/proposer/index.js';
+import type { CopyOutcome } from '../../src/proposer/pg-client.js';
 import { encodeSafeKeeperResponse } from '../../src/protocol/index.js';
 import { NODE_ID, NODE_ID_BYTES, SAFEKEEPER_INFO, SAFEKEEPER_INFO_BYTES, SERVER_INFO, SERVER_INFO_BYTES } from '../protocol/fixtures.js';
 import { freePort } from '../helpers/pg.js';
@@ -12,7 +13,10 @@ import {
   READY_IDLE,
   FakeServer,
   authMd5,
+  authOther,
   authSasl,
+  authSaslContinue,
+  authSaslFinal,
   backendKeyData,
   commandComplete,
   copyData,
@@ -22,6 +26,7 @@ import {
   noticeResponse,
   parameterStatus,
   rowDescription,
+  ScramServer,
   type FakeConn,
 } from './fake-server.js';
 
@@ -70,74 +75,173 @@ t.test('startup: the exact StartupMessage, then trust auth', async (t) => {
   expected.writeInt32BE(expected.length, 0);
   t.same(startup.raw, expected);
   t.equal(startup.protocol, 0x30000);
-  conn.send(AUTH_OK, parameterStatus('server_version', '15.0'), backendKeyData(42, 7), noticeResponse({ S: 'NOTICE', M: 'hello' }), READY_IDLE);
+  conn.send(AUTH_OK, READY_IDLE);
+  (await pending).close();
+});
+
+// Start-up and authentication live in the frontend base both clients extend: run them through each.
+type Login = { user?: string; password?: string; connectTimeoutMs?: number };
+const frontends: [string, (login: Login) => Promise<ProposerClient | PgClient>][] = [
+  ['ProposerClient', (login) => ProposerClient.connect(opts(login))],
+  ['PgClient', (login) => PgClient.connect({ host: '127.0.0.1', port: server.port, database: 'replication', ...login, user: login.user ?? 'walproposer' })],
+];
+
+for (const [name, connect] of frontends) {
+  /** Start connecting; the server side has read the StartupMessage. */
+  const starting = async (login: Login = {}) => {
+    const pending = connect(login);
+    pending.catch(() => {});
+    const conn = await server.accept();
+    await conn.readStartup();
+    return { pending, conn };
+  };
+
+  t.test(`${name}: authentication`, async (t) => {
+    let { pending, conn } = await starting({ password: 's3cret' });
+    conn.send(AUTH_CLEARTEXT);
+    t.same(await conn.read(), { tag: 'p', body: Buffer.from('s3cret\0') }, 'cleartext');
+    conn.send(AUTH_OK, parameterStatus('server_version', '15.0'), backendKeyData(42, 7), noticeResponse({ S: 'NOTICE', M: 'hello' }), READY_IDLE);
+    let client = await pending;
+    t.equal(client.parameters.get('server_version'), '15.0');
+    t.same(client.backendKey, { pid: 42, secret: 7 });
+    client.close();
+    t.same(await conn.read(), { tag: 'X', body: Buffer.alloc(0) }, 'Terminate on close');
+
+    ({ pending, conn } = await starting({ password: 'pw', user: 'alice' }));
+    const salt = hex('01020304');
+    conn.send(authMd5(salt));
+    const inner = createHash('md5').update('pwalice').digest('hex');
+    const outer = createHash('md5').update(inner).update(salt).digest('hex');
+    t.same((await conn.read()).body.toString(), `md5${outer}\0`, 'md5 of password + user, then of the salt');
+    conn.send(AUTH_OK, READY_IDLE);
+    (await pending).close();
+
+    ({ pending, conn } = await starting({ password: 'pencil' }));
+    const scram = new ScramServer('pencil');
+    conn.send(authSasl(['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-256']));
+    const first = scram.first((await conn.read()).body);
+    t.equal(first.mechanism, 'SCRAM-SHA-256');
+    conn.send(authSaslContinue(first.serverFirst));
+    conn.send(authSaslFinal(scram.final((await conn.read()).body)), AUTH_OK, READY_IDLE);
+    client = await pending;
+    t.notOk(client.isClosed, 'SCRAM-SHA-256: the client proof checked out, and so did the server signature');
+    client.close();
+
+    ({ pending, conn } = await starting({ password: 'pencil' }));
+    // a server that cannot prove it knows the password
+    const impostor = new ScramServer('pencil');
+    conn.send(authSasl());
+    conn.send(authSaslContinue(impostor.first((await conn.read()).body).serverFirst));
+    impostor.final((await conn.read()).body);
+    conn.send(authSaslFinal(`v=${Buffer.alloc(32).toString('base64')}`));
+    await t.rejects(pending, /SCRAM server signature does not match/);
+  });
+
+  t.test(`${name}: start-up failures`, async (t) => {
+    let { pending, conn } = await starting();
+    conn.send(AUTH_CLEARTEXT);
+    await t.rejects(pending, /asks for a password and none was given/);
+
+    ({ pending, conn } = await starting({ password: 'x' }));
+    conn.send(authSasl(['SCRAM-SHA-256-PLUS']));
+    await t.rejects(pending, /offers SASL mechanisms SCRAM-SHA-256-PLUS; only SCRAM-SHA-256 is supported/);
+
+    ({ pending, conn } = await starting({ password: 'x' }));
+    conn.send(authSaslFinal('v=AAAA'));
+    await t.rejects(pending, /sent SASL data before SASL started/);
+
+    ({ pending, conn } = await starting({ password: 'x' }));
+    conn.send(authOther(7));
+    await t.rejects(pending, /unsupported authentication method \(code 7\)/);
+
+    ({ pending, conn } = await starting({ password: 'wrong' }));
+    conn.send(AUTH_CLEARTEXT);
+    await conn.read();
+    conn.send(errorResponse({ S: 'FATAL', V: 'FATAL', C: '28P01', M: 'password authentication failed' }));
+    conn.socket.end();
+    const err = await pending.catch((e) => e);
+    t.ok(err instanceof PgServerError);
+    t.equal(err.code, '28P01');
+    t.equal(err.severity, 'FATAL');
+    t.equal(err.message, 'password authentication failed');
+    t.equal(err.fields.M, 'password authentication failed');
+
+    ({ pending, conn } = await starting());
+    conn.socket.destroy();
+    await t.rejects(pending, /connection to 127\.0\.0\.1:\d+ closed during startup/);
+
+    ({ pending } = await starting({ connectTimeoutMs: 100 }));
+    await t.rejects(pending, /timed out after 100 ms connecting to 127\.0\.0\.1:\d+/);
+
+    ({ pending, conn } = await starting());
+    conn.send(AUTH_OK, READY_IDLE, AUTH_OK);
+    const client = await pending;
+    const closed = new Promise<void>((resolve) => (client instanceof PgClient ? client.onClose(() => resolve()) : client.onStreamEnd(() => resolve())));
+    await closed;
+    t.ok(client.isClosed, 'Authentication after start-up breaks the connection');
+  });
+}
+
+t.test('PgClient: queries, COPY BOTH and the result after it, close', async (t) => {
+  const pending = PgClient.connect({
+    host: '127.0.0.1',
+    port: server.port,
+    user: 'walproposer',
+    database: 'replication',
+    replication: true,
+    applicationName: 'pg-test',
+    params: { ztenantid: TENANT },
+  });
+  const conn = await server.accept();
+  t.same((await conn.readStartup()).params, { user: 'walproposer', database: 'replication', replication: 'true', application_name: 'pg-test', ztenantid: TENANT });
+  conn.send(AUTH_OK, READY_IDLE);
   const client = await pending;
-  t.equal(client.parameters.get('server_version'), '15.0');
-  t.same(client.backendKey, { pid: 42, secret: 7 });
-  client.close();
-});
+  const closed = new Promise<Error>((resolve) => client.onClose(resolve));
 
-t.test('cleartext password', async (t) => {
-  const pending = ProposerClient.connect(opts({ password: 's3cret' }));
-  const conn = await server.accept();
-  await conn.readStartup();
-  conn.send(AUTH_CLEARTEXT);
-  const p = await conn.read();
-  t.equal(p.tag, 'p');
-  t.same(p.body, Buffer.from('s3cret\0'));
-  conn.send(AUTH_OK, READY_IDLE);
-  (await pending).close();
-});
+  const q = client.query('IDENTIFY_SYSTEM');
+  t.same(await conn.read(), { tag: 'Q', body: Buffer.from('IDENTIFY_SYSTEM\0') });
+  conn.send(rowDescription(['systemid', 'timeline']), dataRow(['7000', '1']), commandComplete('IDENTIFY_SYSTEM'), READY_IDLE);
+  t.same(await q, { fields: ['systemid', 'timeline'], rows: [['7000', '1']], command: 'IDENTIFY_SYSTEM' });
 
-t.test('md5 password', async (t) => {
-  const pending = ProposerClient.connect(opts({ password: 'pw', user: 'alice' }));
-  const conn = await server.accept();
-  await conn.readStartup();
-  const salt = hex('01020304');
-  conn.send(authMd5(salt));
-  const p = await conn.read();
-  const inner = createHash('md5').update('pwalice').digest('hex');
-  const outer = createHash('md5').update(inner).update(salt).digest('hex');
-  t.same(p.body.toString(), `md5${outer}\0`);
-  conn.send(AUTH_OK, READY_IDLE);
-  (await pending).close();
-});
-
-t.test('startup failures', async (t) => {
-  const noPw = ProposerClient.connect(opts());
-  let conn = await server.accept();
-  await conn.readStartup();
-  conn.send(AUTH_CLEARTEXT);
-  await t.rejects(noPw, /asks for a password and none was given/);
-
-  const sasl = ProposerClient.connect(opts({ password: 'x' }));
-  conn = await server.accept();
-  await conn.readStartup();
-  conn.send(authSasl());
-  await t.rejects(sasl, /unsupported authentication method \(sasl\)/);
-
-  const refused = ProposerClient.connect(opts());
-  conn = await server.accept();
-  await conn.readStartup();
-  conn.send(errorResponse({ S: 'FATAL', V: 'FATAL', C: '3D000', M: 'timeline not found' }));
-  conn.socket.end();
+  const refused = client.copyBoth('START_REPLICATION 0/0', { data: () => t.fail('no data'), end: () => t.fail('no end') });
+  await conn.read();
+  conn.send(errorResponse({ S: 'ERROR', C: '58P01', M: 'requested WAL segment has already been removed' }), READY_IDLE);
   const err = await refused.catch((e) => e);
-  t.ok(err instanceof PgServerError);
-  t.equal(err.code, '3D000');
-  t.equal(err.severity, 'FATAL');
-  t.equal(err.message, 'timeline not found');
-  t.equal(err.fields.M, 'timeline not found');
+  t.ok(err instanceof PgServerError, 'a refused START_REPLICATION rejects with the server error');
+  t.equal(err.code, '58P01');
 
-  const slow = ProposerClient.connect(opts({ connectTimeoutMs: 100 }));
-  await server.accept();
-  await t.rejects(slow, /timed out after 100 ms connecting to 127\.0\.0\.1:\d+/);
+  const payloads: string[] = [];
+  let serverDone = false;
+  let end!: (o: CopyOutcome) => void;
+  const outcome = new Promise<CopyOutcome>((resolve) => (end = resolve));
+  const started = client.copyBoth('START_REPLICATION 0/1000000 TIMELINE 1', { data: (p) => payloads.push(p.toString()), serverDone: () => (serverDone = true), end });
+  t.same(await conn.read(), { tag: 'Q', body: Buffer.from('START_REPLICATION 0/1000000 TIMELINE 1\0') });
+  conn.send(COPY_BOTH, copyData(Buffer.from('w1')), copyData(Buffer.from('w2')));
+  await started;
+  t.ok(client.send(Buffer.from('status')));
+  t.same(await conn.readCopyData(), Buffer.from('status'));
+  conn.send(COPY_DONE);
+  t.same(await conn.read(), { tag: 'c', body: Buffer.alloc(0) }, 'CopyDone answered');
+  // the end of a timeline: the next one and where it starts
+  conn.send(rowDescription(['next_tli', 'next_tli_startpos']), dataRow(['2', '0/3000000']), commandComplete('SELECT'), commandComplete('START_STREAMING'), READY_IDLE);
+  t.same(await outcome, { kind: 'done', rows: [['2', '0/3000000']] });
+  t.same(payloads, ['w1', 'w2']);
+  t.ok(serverDone);
 
-  const closed = ProposerClient.connect(opts());
-  conn = await server.accept();
-  await conn.readStartup();
-  conn.socket.destroy();
-  await t.rejects(closed, /connection to 127\.0\.0\.1:\d+ closed during startup/);
+  let cut!: (o: CopyOutcome) => void;
+  const broken = new Promise<CopyOutcome>((resolve) => (cut = resolve));
+  const streaming = client.copyBoth('START_REPLICATION 0/3000000 TIMELINE 2', { data: () => {}, end: cut });
+  await conn.read();
+  conn.send(COPY_BOTH);
+  await streaming;
+  client.close();
+  t.same(await conn.read(), { tag: 'X', body: Buffer.alloc(0) }, 'Terminate on close');
+  t.match(await broken, { kind: 'closed', error: { message: /closed by the client/ } });
+  t.match((await closed).message, /closed by the client/);
+  await t.rejects(client.query('SELECT 1'), /SELECT 1: the connection to 127\.0\.0\.1:\d+ is closed \(connection to .* closed by the client\)/);
+});
 
+t.test('ProposerClient: nothing listening, bad ids', async (t) => {
   await t.rejects(ProposerClient.connect(opts({ port: await freePort() })), /closed during startup: connect ECONNREFUSED/);
   await t.rejects(ProposerClient.connect(opts({ tenantId: 'xyz' })), /tenantId must be 32 hex digits, got "xyz"/);
 });

@@ -1,6 +1,7 @@
 // A scripted PostgreSQL-speaking server on raw `net` bytes, for testing the
 // proposer client without the daemon: the test reads what the client sent
 // and writes back exact bytes.
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 
 export class FakeConn {
@@ -144,7 +145,10 @@ export const COPY_BOTH = hex('57 00000007 00 0000');
 export const COPY_DONE = hex('63 00000004');
 
 export const authMd5 = (salt: Buffer) => msg('R', Buffer.concat([i32(5), salt]));
-export const authSasl = () => msg('R', Buffer.concat([i32(10), cstr('SCRAM-SHA-256'), cstr('')]));
+export const authSasl = (mechanisms = ['SCRAM-SHA-256']) => msg('R', Buffer.concat([i32(10), ...mechanisms.map(cstr), cstr('')]));
+export const authSaslContinue = (data: string) => msg('R', Buffer.concat([i32(11), Buffer.from(data)]));
+export const authSaslFinal = (data: string) => msg('R', Buffer.concat([i32(12), Buffer.from(data)]));
+export const authOther = (code: number) => msg('R', i32(code));
 export const parameterStatus = (name: string, value: string) => msg('S', Buffer.concat([cstr(name), cstr(value)]));
 export const backendKeyData = (pid: number, secret: number) => msg('K', Buffer.concat([i32(pid), i32(secret)]));
 export const errorResponse = (fields: Record<string, string>) =>
@@ -156,3 +160,49 @@ export const dataRow = (values: (string | null)[]) =>
   msg('D', Buffer.concat([i16(values.length), ...values.map((v) => (v === null ? i32(-1) : Buffer.concat([i32(Buffer.byteLength(v)), Buffer.from(v)])))]));
 export const commandComplete = (tag: string) => msg('C', cstr(tag));
 export const copyData = (payload: Uint8Array) => msg('d', Buffer.from(payload));
+
+// ---- the server side of SCRAM-SHA-256 (RFC 5802), to check a client against ----
+
+const hmac = (key: Buffer, data: string) => createHmac('sha256', key).update(data).digest();
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest();
+
+export class ScramServer {
+  private readonly salt = randomBytes(16);
+  /** Few iterations: the test checks the arithmetic, not the cost. */
+  private readonly iterations = 16;
+  private clientFirstBare = '';
+  private serverFirst = '';
+  private nonce = '';
+
+  constructor(private readonly password: string) {}
+
+  /** A SASLInitialResponse body → its mechanism and the server-first message. */
+  first(body: Buffer): { mechanism: string; serverFirst: string } {
+    const nul = body.indexOf(0);
+    const mechanism = body.subarray(0, nul).toString();
+    const clientFirst = body.subarray(nul + 5, nul + 5 + body.readInt32BE(nul + 1)).toString();
+    if (!clientFirst.startsWith('n,,')) throw new Error(`unexpected GS2 header in "${clientFirst}"`);
+    this.clientFirstBare = clientFirst.slice(3);
+    const clientNonce = /(?:^|,)r=([^,]+)/.exec(this.clientFirstBare)?.[1];
+    if (!clientNonce) throw new Error(`no nonce in "${clientFirst}"`);
+    this.nonce = clientNonce + randomBytes(12).toString('base64');
+    this.serverFirst = `r=${this.nonce},s=${this.salt.toString('base64')},i=${this.iterations}`;
+    return { mechanism, serverFirst: this.serverFirst };
+  }
+
+  /** A SASLResponse body (client-final) → the server-final message; throws when the proof is wrong. */
+  final(body: Buffer): string {
+    const clientFinal = body.toString();
+    const at = clientFinal.lastIndexOf(',p=');
+    const withoutProof = clientFinal.slice(0, at);
+    if (withoutProof !== `c=biws,r=${this.nonce}`) throw new Error(`unexpected client-final "${clientFinal}"`);
+    const proof = Buffer.from(clientFinal.slice(at + 3), 'base64');
+    const salted = pbkdf2Sync(this.password, this.salt, this.iterations, 32, 'sha256');
+    const storedKey = sha256(hmac(salted, 'Client Key'));
+    const authMessage = `${this.clientFirstBare},${this.serverFirst},${withoutProof}`;
+    const signature = hmac(storedKey, authMessage);
+    const clientKey = Buffer.from(proof.map((b, i) => b ^ signature[i]));
+    if (!sha256(clientKey).equals(storedKey)) throw new Error('wrong client proof');
+    return `v=${hmac(hmac(salted, 'Server Key'), authMessage).toString('base64')}`;
+  }
+}
