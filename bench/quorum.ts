@@ -15,7 +15,8 @@
 // shorten or lengthen it; WK_BENCH_QUORUM=0 skips it. WK_BENCH_QUORUM_SK_ARGS
 // passes extra options to the safekeepers (e.g. "--no-sync"), WK_BENCH_QUORUM_SAFEKEEPERS
 // changes their number and WK_BENCH_QUORUM_SEG_MB the WAL segment size, WK_BENCH_QUORUM_KEEP_LOGS=DIR
-// keeps pgbench's per-transaction logs there (diagnosis only).
+// keeps pgbench's per-transaction logs there, WK_BENCH_QUORUM_CLIENTS changes the number of
+// clients (diagnosis only).
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -126,6 +127,7 @@ export async function quorumRows(): Promise<BenchRow[]> {
   const skRoot = join(tmpdir(), `wk-bq-sk-${process.pid}`);
   const logDir = pgTempDir('wk-bq-log-');
   const keepLogs = process.env.WK_BENCH_QUORUM_KEEP_LOGS;
+  const clients = Number(process.env.WK_BENCH_QUORUM_CLIENTS ?? 8);
   let native: LocalPg | null = null;
   const side = new QuorumSide(skRoot, primary);
   const onExit = (): void => {
@@ -164,7 +166,7 @@ export async function quorumRows(): Promise<BenchRow[]> {
         await primary.sql('checkpoint');
         await sleep(1000);
         const prefix = `tx${r}${mode}`;
-        const out = await primary.pgbench(['-n', '-N', '-c', '8', '-j', '2', '-T', String(seconds), '--log', `--log-prefix=${join(logDir, prefix)}`], { cwd: logDir });
+        const out = await primary.pgbench(['-n', '-N', '-c', String(clients), '-j', String(Math.min(2, clients)), '-T', String(seconds), '--log', `--log-prefix=${join(logDir, prefix)}`], { cwd: logDir });
         const s = pgbenchSummary(out);
         const l = latencyFromLogs(logDir, prefix);
         for (const f of readdirSync(logDir)) {
@@ -188,7 +190,7 @@ export async function quorumRows(): Promise<BenchRow[]> {
   }
   const q = (k: keyof Run): number => median(results.quorum.map((x) => x[k]));
   const n = (k: keyof Run): number => median(results.native.map((x) => x[k]));
-  const name = `pgbench -N s10 c8 ${seconds}s ×${rounds}`;
+  const name = `pgbench -N s10 c${clients} ${seconds}s ×${rounds}`;
   const subject = 'quorum of 3 (walkeeper propose)';
   const baseline = 'native sync standby';
   return [
