@@ -17,6 +17,20 @@ function tempDir(t: Test): string {
   return dir;
 }
 
+/** A 1.5 MiB tmpfs (room for one 1 MiB segment); null (test skipped) where mounting is not allowed. */
+function smallDisk(t: Test): string | null {
+  const dir = tempDir(t);
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1536k', 'tmpfs', dir]);
+  if (r.status !== 0) {
+    t.comment(`skipped: cannot mount a tmpfs here: ${r.stderr.toString().trim()}`);
+    return null;
+  }
+  t.teardown(() => {
+    spawnSync('umount', [dir]);
+  });
+  return dir;
+}
+
 function pattern(len: number, seed: number): Buffer {
   const b = Buffer.alloc(len);
   let x = seed >>> 0 || 1;
@@ -136,15 +150,8 @@ t.test('syncNow makes writes durable and renames synchronously', async (t) => {
 });
 
 t.test('a full disk is an error from write(), and no temp file is left behind', async (t) => {
-  const dir = tempDir(t);
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1536k', 'tmpfs', dir]);
-  if (r.status !== 0) {
-    t.comment(`skipped: cannot mount a tmpfs here: ${r.stderr.toString().trim()}`);
-    return;
-  }
-  t.teardown(() => {
-    spawnSync('umount', [dir]);
-  });
+  const dir = smallDisk(t);
+  if (!dir) return;
   const w = new WalSegments({ dir, walSegSize: SEG, timeline: 1 });
   w.write(0n, pattern(1000, 1));
   await w.sync();
@@ -207,15 +214,8 @@ t.test('preallocation not ready in time: the segment is created synchronously an
 });
 
 t.test('preallocation that fails (full disk) is reported and the synchronous path decides', async (t) => {
-  const dir = tempDir(t);
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1536k', 'tmpfs', dir]);
-  if (r.status !== 0) {
-    t.comment(`skipped: cannot mount a tmpfs here: ${r.stderr.toString().trim()}`);
-    return;
-  }
-  t.teardown(() => {
-    spawnSync('umount', [dir]);
-  });
+  const dir = smallDisk(t);
+  if (!dir) return;
   const errors: string[] = [];
   const w = new WalSegments({ dir, walSegSize: SEG, timeline: 1, preallocate: true, onPreallocError: (e) => errors.push((e as NodeJS.ErrnoException).code ?? e.message) });
   w.write(0n, pattern(1000, 1));
