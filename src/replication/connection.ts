@@ -30,6 +30,8 @@ export interface ReplicationConnection {
   readonly startupParams: Readonly<Record<string, string>>;
   /** "host:port" of the client. */
   readonly remoteAddress: string;
+  /** Told about every ErrorResponse sent, by SQLSTATE (metrics). */
+  errorSent?(sqlstate: string): void;
 }
 
 /** What the daemon does after a query was handled. */

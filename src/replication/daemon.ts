@@ -152,7 +152,7 @@ export function timelineWalSource(tl: ServedTimeline): TimelineWalSource {
 }
 
 /** The daemon's ServerConnection seen through the ReplicationConnection port. */
-export function replicationConnection(conn: ServerConnection, info: StartupInfo): ReplicationConnection {
+export function replicationConnection(conn: ServerConnection, info: StartupInfo, errorSent?: (sqlstate: string) => void): ReplicationConnection {
   const socket: Socket = conn.socket;
   const params: Record<string, string> = {};
   for (const [k, v] of info.settings) params[k] = v;
@@ -160,6 +160,7 @@ export function replicationConnection(conn: ServerConnection, info: StartupInfo)
   return {
     startupParams: params,
     remoteAddress: conn.remote,
+    errorSent,
     send(bytes: Uint8Array, written?: () => void): boolean {
       if (conn.isClosed || socket.destroyed) return true;
       if (written) {
@@ -254,7 +255,7 @@ function sourceFor(cs: ClientSession): TimelineWalSource {
 export function registerReplicationCommands(opts: ReplicationOptions = {}): void {
   const handler: CommandHandler = async (cs, _args, query) => {
     const source = sourceFor(cs);
-    const outcome = await handleReplicationQuery(query, replicationConnection(cs.conn, cs.info), source, opts);
+    const outcome = await handleReplicationQuery(query, replicationConnection(cs.conn, cs.info, (code) => cs.ctx.observer?.errorSent?.(code)), source, opts);
     if (outcome === 'close') {
       cs.conn.close();
       return false;

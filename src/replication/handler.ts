@@ -65,6 +65,7 @@ function send(conn: ReplicationConnection, ...parts: Buffer[]): void {
 /** ErrorResponse, then ReadyForQuery unless the error is FATAL. */
 function reportError(conn: ReplicationConnection, err: ReplicationError): QueryOutcome {
   const e = errorResponse({ severity: err.severity, code: err.code, message: err.message, detail: err.detail, hint: err.hint });
+  conn.errorSent?.(err.code);
   if (err.fatal) {
     send(conn, e);
     return 'close';

@@ -103,4 +103,11 @@ t.test('pg_receivewal streams a daemon timeline, following commit_lsn', async (t
   const psql = await runPg('/usr/bin/psql', ['-X', '-At', '-d', conninfo(`replication=true ${named}`), '-c', 'IDENTIFY_SYSTEM']);
   t.equal(psql.code, 0, psql.stderr);
   t.equal(psql.stdout.trim(), `${p.systemId}|1|${formatLsn(p.end)}|`);
+
+  // Replication-side errors are counted like every other ErrorResponse.
+  const bad = await runPg('/usr/bin/psql', ['-X', '-At', '-d', conninfo(`replication=true ${named}`), '-c', 'START_REPLICATION 0/0 TIMELINE 0']);
+  t.not(bad.code, 0);
+  t.match(bad.stderr, /invalid timeline 0/);
+  const metrics = await daemon.metrics.text();
+  t.match(metrics, /walkeeper_errors_total\{kind="syntax",source="pg"\} 1\b/, 'the 42601 sent by the replication handler is counted');
 });
