@@ -2,102 +2,18 @@
 // quorum benchmark and the demo (scripts/demo.mjs imports the built copy).
 // PostgreSQL refuses to run as root, so when we are root every PostgreSQL
 // program runs as the `postgres` user, in directories that user owns.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chownToPg, freePort, pgTempDir, runPgOk, startPostgres, type RunPgOptions } from '../support/pg-proc.js';
 
-export const PG_BIN = process.env.WK_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+// scripts/demo.mjs and quorum.ts take these from here.
+export { freePort, PG_BIN, pgTempDir } from '../support/pg-proc.js';
+
 /** The repository root (this file is dist/bench/pg-local.js once built). */
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const WALKEEPER_BIN = join(REPO, 'bin', 'walkeeper.js');
-
-let ids: { uid: number; gid: number } | null | undefined;
-
-/** uid/gid of the `postgres` user when we are root, else null (run as ourselves). */
-export function pgIds(): { uid: number; gid: number } | null {
-  if (ids !== undefined) return ids;
-  if (process.getuid?.() !== 0) return (ids = null);
-  try {
-    ids = {
-      uid: Number(execFileSync('id', ['-u', 'postgres']).toString().trim()),
-      gid: Number(execFileSync('id', ['-g', 'postgres']).toString().trim()),
-    };
-  } catch {
-    throw new Error('running as root, but there is no "postgres" user to run PostgreSQL as');
-  }
-  return ids;
-}
-
-/** A temp directory the PostgreSQL user owns. */
-export function pgTempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  const i = pgIds();
-  if (i) chownSync(dir, i.uid, i.gid);
-  chmodSync(dir, 0o755);
-  return dir;
-}
-
-function chownTree(path: string): void {
-  const i = pgIds();
-  if (i) execFileSync('chown', ['-R', `${i.uid}:${i.gid}`, path]);
-}
-
-export interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run a PostgreSQL program as the PostgreSQL user. */
-export function runPg(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number; onStdout?: (s: string) => void; onStderr?: (s: string) => void } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const i = pgIds();
-    const child = spawn(cmd.includes('/') ? cmd : join(PG_BIN, cmd), args, {
-      cwd: opts.cwd ?? tmpdir(),
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...(i ? { uid: i.uid, gid: i.gid } : {}),
-      env: { ...process.env, PGTZ: 'UTC', LC_ALL: 'C', HOME: tmpdir() },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      opts.onStdout?.(d.toString());
-    });
-    child.stderr!.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      opts.onStderr?.(d.toString());
-    });
-    const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : null;
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (timer) clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-export async function runPgOk(cmd: string, args: string[], opts: Parameters<typeof runPg>[2] = {}): Promise<string> {
-  const r = await runPg(cmd, args, opts);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -144,7 +60,7 @@ export class LocalPg {
     const port = await freePort();
     await runPgOk('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-X', opts.walMethod ?? 'stream', '-c', 'fast', '--no-sync']);
     writeFileSync(join(dataDir, 'standby.signal'), '');
-    chownTree(join(dataDir, 'standby.signal'));
+    chownToPg(join(dataDir, 'standby.signal'));
     const pg = new LocalPg(root, dataDir, port);
     pg.configure({ port, unix_socket_directories: root, hot_standby: 'on', synchronous_standby_names: '', ...opts.conf });
     return pg;
@@ -153,32 +69,14 @@ export class LocalPg {
   configure(conf: Record<string, string | number>): void {
     const path = join(this.dataDir, 'postgresql.auto.conf');
     writeFileSync(path, (existsSync(path) ? readFileSync(path, 'utf8') : '') + confText(conf));
-    chownTree(path);
+    chownToPg(path);
   }
 
   async start(): Promise<void> {
-    const i = pgIds();
-    const child = spawn(join(PG_BIN, 'postgres'), ['-D', this.dataDir], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      ...(i ? { uid: i.uid, gid: i.gid } : {}),
-      env: { ...process.env, PGTZ: 'UTC', LC_ALL: 'C' },
-    });
-    this.child = child;
-    child.stderr!.on('data', (d: Buffer) => {
-      try {
-        writeFileSync(this.logFile, d, { flag: 'a' });
-      } catch {
-        /* removed during teardown */
-      }
-    });
-    this.exited = new Promise((r) => child.on('exit', () => r()));
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`postgres exited during start-up; see ${this.logFile}`);
-      if ((await runPg('pg_isready', ['-h', '127.0.0.1', '-p', String(this.port), '-t', '1'])).code === 0) return;
-      if (Date.now() > deadline) throw new Error(`postgres did not become ready; see ${this.logFile}`);
-      await sleep(100);
-    }
+    const pg = startPostgres(this.dataDir, this.port, this.logFile);
+    this.child = pg.child;
+    this.exited = pg.exited;
+    await pg.ready;
   }
 
   /** Fast shutdown (SIGINT), SIGKILL after 30 s. */
@@ -210,8 +108,9 @@ export class LocalPg {
     return out.trim();
   }
 
-  pgbench(args: string[], opts: Parameters<typeof runPg>[2] = {}): Promise<string> {
-    return runPgOk('pgbench', ['-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', ...args, 'postgres'], opts);
+  /** No time limit unless `opts` sets one: a benchmark run lasts as long as it was asked to. */
+  pgbench(args: string[], opts: RunPgOptions = {}): Promise<string> {
+    return runPgOk('pgbench', ['-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', ...args, 'postgres'], { timeoutMs: 0, ...opts });
   }
 
   async remove(): Promise<void> {

@@ -1,106 +1,13 @@
 // Real PostgreSQL 15 clusters for tests: created in a temp dir, run as the
 // `postgres` system user (the server refuses root), on a free loopback port,
 // and stopped by PID when the test ends, also when it fails.
-import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { chownToPg, freePort, pgTempDir, runPgOk, startPostgres } from '../../support/pg-proc.js';
 
-export const PG_BIN = '/usr/lib/postgresql/15/bin';
-
-export function pgBin(name: string): string {
-  return join(PG_BIN, name);
-}
-
-interface Ids {
-  uid: number;
-  gid: number;
-}
-
-let pgIds: Ids | null | undefined;
-
-/** uid/gid to run PostgreSQL tools as: the `postgres` user when we are root, else ourselves. */
-export function pgUser(): Ids | null {
-  if (pgIds !== undefined) return pgIds;
-  if (process.getuid?.() !== 0) return (pgIds = null);
-  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
-  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
-  return (pgIds = { uid, gid });
-}
-
-/** A temp directory the PostgreSQL user owns. */
-export function pgTempDir(prefix = 'wk-pg-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  const ids = pgUser();
-  if (ids) chownSync(dir, ids.uid, ids.gid);
-  chmodSync(dir, 0o755);
-  return dir;
-}
-
-/** Give a file or directory tree to the PostgreSQL user (for files the test wrote as root). */
-export function chownToPg(path: string): void {
-  const ids = pgUser();
-  if (ids) execFileSync('chown', ['-R', `${ids.uid}:${ids.gid}`, path]);
-}
-
-export function pgSpawnOptions(extra: SpawnOptions = {}): SpawnOptions {
-  const ids = pgUser();
-  return {
-    ...extra,
-    ...(ids ? { uid: ids.uid, gid: ids.gid } : {}),
-    env: { ...process.env, PGTZ: 'UTC', LC_ALL: 'C', HOME: tmpdir(), ...(extra.env ?? {}) },
-  };
-}
-
-export interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run a PostgreSQL tool as the PostgreSQL user and collect its output. */
-export function runPg(cmd: string, args: string[], opts: SpawnOptions & { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd.includes('/') ? cmd : pgBin(cmd), args, pgSpawnOptions({ ...opts, stdio: ['pipe', 'pipe', 'pipe'] }));
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout!.on('data', (d: Buffer) => out.push(d));
-    child.stderr!.on('data', (d: Buffer) => err.push(d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-    });
-    if (opts.input !== undefined) child.stdin!.end(opts.input);
-    else child.stdin!.end();
-  });
-}
-
-export async function runPgOk(cmd: string, args: string[], opts: SpawnOptions & { input?: string; timeoutMs?: number } = {}): Promise<string> {
-  const r = await runPg(cmd, args, opts);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code ?? r.signal}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
-
-/** A free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+// The process helpers are shared with the benchmarks; re-exported so a test needs one import for PostgreSQL.
+export { chownToPg, freePort, pgBin, pgSpawnOptions, pgTempDir, runPg, runPgOk, type RunResult } from '../../support/pg-proc.js';
 
 export interface ClusterOptions {
   /** initdb --wal-segsize, in MB. */
@@ -146,29 +53,11 @@ export class PgCluster {
   }
 
   async start(): Promise<void> {
-    const child = spawn(pgBin('postgres'), ['-D', this.dataDir], pgSpawnOptions({ stdio: ['ignore', 'ignore', 'pipe'] }));
-    this.child = child;
-    this.pid = child.pid ?? 0;
-    const log: Buffer[] = [];
-    child.stderr!.on('data', (d: Buffer) => {
-      log.push(d);
-      try {
-        writeFileSync(this.logFile, d, { flag: 'a' });
-      } catch {
-        /* the temp dir may be gone during teardown */
-      }
-    });
-    this.exited = new Promise((resolve) => child.on('exit', () => resolve()));
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(`postgres exited during start-up: ${Buffer.concat(log).toString().trim()}`);
-      }
-      const r = await runPg('pg_isready', ['-h', '127.0.0.1', '-p', String(this.port), '-t', '1']);
-      if (r.code === 0) return;
-      if (Date.now() > deadline) throw new Error(`postgres did not become ready: ${Buffer.concat(log).toString().trim()}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const pg = startPostgres(this.dataDir, this.port, this.logFile);
+    this.child = pg.child;
+    this.pid = pg.child.pid ?? 0;
+    this.exited = pg.exited;
+    await pg.ready;
   }
 
   /** Fast shutdown by PID (SIGINT), then SIGKILL if it lingers. */

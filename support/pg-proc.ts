@@ -1,0 +1,164 @@
+// Running PostgreSQL 15 programs, shared by the tests and the benchmarks.
+// PostgreSQL refuses to run as root, so when we are root every PostgreSQL
+// program runs as the `postgres` system user, in directories that user owns.
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { chmodSync, chownSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Where the PostgreSQL binaries are; WK_PG_BIN overrides. */
+export const PG_BIN = process.env.WK_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+
+export function pgBin(name: string): string {
+  return join(PG_BIN, name);
+}
+
+interface Ids {
+  uid: number;
+  gid: number;
+}
+
+let ids: Ids | null | undefined;
+
+/** uid/gid to run PostgreSQL programs as: the `postgres` user when we are root, else null (ourselves). */
+export function pgUser(): Ids | null {
+  if (ids !== undefined) return ids;
+  if (process.getuid?.() !== 0) return (ids = null);
+  try {
+    ids = {
+      uid: Number(execFileSync('id', ['-u', 'postgres']).toString().trim()),
+      gid: Number(execFileSync('id', ['-g', 'postgres']).toString().trim()),
+    };
+  } catch {
+    throw new Error('running as root, but there is no "postgres" user to run PostgreSQL as');
+  }
+  return ids;
+}
+
+/** A temp directory the PostgreSQL user owns. */
+export function pgTempDir(prefix = 'wk-pg-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const i = pgUser();
+  if (i) chownSync(dir, i.uid, i.gid);
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+/** Give a file or directory tree to the PostgreSQL user (for files written as root). */
+export function chownToPg(path: string): void {
+  const i = pgUser();
+  if (i) execFileSync('chown', ['-R', `${i.uid}:${i.gid}`, path]);
+}
+
+/** Spawn options that run a PostgreSQL program as the PostgreSQL user, in the C locale and UTC. */
+export function pgSpawnOptions(extra: SpawnOptions = {}): SpawnOptions {
+  const i = pgUser();
+  return {
+    ...extra,
+    ...(i ? { uid: i.uid, gid: i.gid } : {}),
+    env: { ...process.env, PGTZ: 'UTC', LC_ALL: 'C', HOME: tmpdir(), ...(extra.env ?? {}) },
+  };
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export type RunPgOptions = SpawnOptions & {
+  /** Written to stdin, which is then closed. */
+  input?: string;
+  /** SIGKILL after this long; default 120 s, 0 for no limit. */
+  timeoutMs?: number;
+  /** Output as it arrives (it is collected in the result too). */
+  onStdout?: (s: string) => void;
+  onStderr?: (s: string) => void;
+};
+
+/** Run a PostgreSQL program (a bare name is looked up in PG_BIN) as the PostgreSQL user and collect its output. */
+export function runPg(cmd: string, args: string[], opts: RunPgOptions = {}): Promise<RunResult> {
+  const { input, timeoutMs = 120_000, onStdout, onStderr, ...spawnOpts } = opts;
+  return new Promise((resolve, reject) => {
+    // By default run in a directory the PostgreSQL user can enter; ours may be private to root.
+    const child = spawn(cmd.includes('/') ? cmd : pgBin(cmd), args, pgSpawnOptions({ cwd: tmpdir(), ...spawnOpts, stdio: ['pipe', 'pipe', 'pipe'] }));
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on('data', (d: Buffer) => {
+      out.push(d);
+      onStdout?.(d.toString());
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      err.push(d);
+      onStderr?.(d.toString());
+    });
+    const timer = timeoutMs > 0 ? setTimeout(() => child.kill('SIGKILL'), timeoutMs) : undefined;
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+    });
+    child.stdin!.end(input);
+  });
+}
+
+/** runPg, throwing unless the program exits 0; resolves to its stdout. */
+export async function runPgOk(cmd: string, args: string[], opts: RunPgOptions = {}): Promise<string> {
+  const r = await runPg(cmd, args, opts);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code ?? r.signal}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function logTail(logFile: string): string {
+  try {
+    return readFileSync(logFile, 'utf8').trim().slice(-4000);
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Start `postgres -D dataDir` as the PostgreSQL user, its stderr appended to
+ * `logFile`. `child` is there at once, so a caller can stop the server even
+ * if start-up fails; `ready` resolves once it answers on 127.0.0.1:port.
+ */
+export function startPostgres(dataDir: string, port: number, logFile: string): { child: ChildProcess; exited: Promise<void>; ready: Promise<void> } {
+  const child = spawn(pgBin('postgres'), ['-D', dataDir], pgSpawnOptions({ stdio: ['ignore', 'ignore', 'pipe'] }));
+  child.stderr!.on('data', (d: Buffer) => {
+    try {
+      writeFileSync(logFile, d, { flag: 'a' });
+    } catch {
+      /* the directory may be gone during teardown */
+    }
+  });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const ready = (async () => {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`postgres exited during start-up (${logFile}): ${logTail(logFile)}`);
+      if ((await runPg('pg_isready', ['-h', '127.0.0.1', '-p', String(port), '-t', '1'])).code === 0) return;
+      if (Date.now() > deadline) throw new Error(`postgres did not become ready (${logFile}): ${logTail(logFile)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  return { child, exited, ready };
+}
