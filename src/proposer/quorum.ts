@@ -204,7 +204,7 @@ export class QuorumProposer implements LinkHost {
     this.timelineId = opts.timelineId.toLowerCase();
     this.password = opts.safekeeperPassword;
     this.windowBytes = opts.windowBytes ?? 8 << 20;
-    this.pipelineDepth = opts.pipelineDepth ?? Number(process.env.WALKEEPER_PIPELINE_DEPTH ?? 1);
+    this.pipelineDepth = opts.pipelineDepth ?? 1;
     this.maxBuffer = opts.maxBufferBytes ?? 64 << 20;
     this.links = opts.safekeepers.map((a) => new SafekeeperLink(a, this));
     this.quorum = quorumSize(this.links.length);

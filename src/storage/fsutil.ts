@@ -1,7 +1,7 @@
 // Small durable-filesystem helpers: fsync of directories, atomic durable
 // file replacement, durable directory creation. Every durability point of
 // the daemon goes through src/storage/, most of them through here.
-import { closeSync, fsync, fsyncSync, mkdirSync, openSync, renameSync, writeSync, existsSync } from 'node:fs';
+import { closeSync, fdatasync, fsync, fsyncSync, mkdirSync, open, openSync, renameSync, write, writeSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /** fsync a directory, so that entries created, renamed or removed in it are durable. */
@@ -24,6 +24,27 @@ export function writeFullySync(fd: number, bytes: Uint8Array, position: number):
   let done = 0;
   while (done < bytes.length) {
     const n = writeSync(fd, bytes, done, bytes.length - done, position + done);
+    if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+    done += n;
+  }
+}
+
+/** fdatasync on the thread pool. */
+export function fdatasyncAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/** open() on the thread pool. */
+export function openAsync(path: string, flags: string, mode: number): Promise<number> {
+  return new Promise((resolve, reject) => open(path, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+/** writeFullySync on the thread pool, one write at a time. */
+export async function writeFullyAsync(fd: number, bytes: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    const n = await new Promise<number>((resolve, reject) =>
+      write(fd, bytes, done, bytes.length - done, position + done, (err, written) => (err ? reject(err) : resolve(written))),
+    );
     if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
     done += n;
   }

@@ -22,10 +22,10 @@
 //   leftovers of a crash are removed when the directory is opened.
 //
 // With `noSync` the fsyncs are skipped; names still change atomically.
-import { closeSync, existsSync, fdatasync, fsyncSync, fdatasyncSync, open, openSync, readdirSync, renameSync, unlinkSync, fstatSync, write } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, fdatasyncSync, openSync, readdirSync, renameSync, unlinkSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseSegmentFileName, segmentFileName, segmentNumber, segmentOffset, segmentStart, type Lsn } from '../lsn.js';
-import { fsyncAsync, writeFullySync } from './fsutil.js';
+import { fdatasyncAsync, fsyncAsync, openAsync, writeFullyAsync, writeFullySync } from './fsutil.js';
 
 const PARTIAL = '.partial';
 const TEMP = '.partial.tmp';
@@ -53,7 +53,6 @@ interface Prealloc {
   ready: boolean;
   /** No longer wanted: whoever finishes last closes and removes it. */
   abandoned: boolean;
-  done: Promise<void>;
 }
 
 interface OpenSegment {
@@ -70,24 +69,6 @@ interface OpenSegment {
   retired: boolean;
   /** Syncs in flight using this fd. */
   inflight: number;
-}
-
-function fdatasyncAsync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
-}
-
-function openAsync(path: string, flags: string, mode: number): Promise<number> {
-  return new Promise((resolve, reject) => open(path, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
-}
-
-async function writeFullyAsync(fd: number, bytes: Uint8Array, position: number): Promise<void> {
-  for (let done = 0; done < bytes.length; ) {
-    const n = await new Promise<number>((resolve, reject) =>
-      write(fd, bytes, done, bytes.length - done, position + done, (err, written) => (err ? reject(err) : resolve(written))),
-    );
-    if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
-    done += n;
-  }
 }
 
 /** Segment files present in `dir`, with their segment numbers (anything else is ignored). */
@@ -235,10 +216,9 @@ export class WalSegments {
     if (!this.preallocate || this.closed || this.prealloc) return;
     const name = segmentFileName(this.tli, segno, this.walSegSize);
     if (existsSync(join(this.dir, name + PARTIAL)) || existsSync(join(this.dir, name))) return;
-    const p: Prealloc = { segno, timeline: this.tli, file: PREALLOC + name, fd: -1, ready: false, abandoned: false, done: Promise.resolve() };
+    const p: Prealloc = { segno, timeline: this.tli, file: PREALLOC + name, fd: -1, ready: false, abandoned: false };
     this.prealloc = p;
     const job = this.fillPrealloc(p).finally(() => this.preallocJobs.delete(job));
-    p.done = job;
     this.preallocJobs.add(job);
   }
 
