@@ -6,7 +6,7 @@
 // replication wait for the quorum and keep the rows its readers need.
 import { formatLsn, isValidWalSegSize, parseLsn, type Lsn } from '../lsn.js';
 import type { HotStandbyFeedback } from '../protocol/types.js';
-import { decodeServerCopyData, encodePgHsFeedback, encodeStatusUpdate, pgNow } from '../replication/messages.js';
+import { decodeServerCopyData, encodePgHsFeedback, encodeStatusUpdate, pgNow } from '../pq/streaming.js';
 import { U64_MAX } from '../protocol/layout.js';
 import { PgServerError } from './client.js';
 import type { ConnTarget } from './connstr.js';

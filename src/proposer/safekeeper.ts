@@ -9,7 +9,7 @@ import { formatLsn, segmentFloor, type Lsn } from '../lsn.js';
 import { MAX_WAL_PER_REQUEST, REQUEST_HEADER_SIZE } from '../protocol/layout.js';
 import { compareNodeId, formatNodeId, nodeIdEquals } from '../protocol/node-id.js';
 import type { HotStandbyFeedback, NodeId, SafeKeeperInfo, SafeKeeperResponse, ServerInfo } from '../protocol/types.js';
-import { decodeServerCopyData, encodeStatusUpdate, pgNow } from '../replication/messages.js';
+import { decodeServerCopyData, encodeStatusUpdate, pgNow } from '../pq/streaming.js';
 import type { Logger } from '../log.js';
 import { ProposerClient, PgServerError } from './client.js';
 import { PgClient } from './pg-client.js';

@@ -8,7 +8,7 @@ export * from './file-source.js';
 export * from './history.js';
 export * from './errors.js';
 export * from './commands.js';
-export * from './messages.js';
+export * from '../pq/streaming.js';
 export * from './pq.js';
 export * from './connection.js';
 export * from './sender.js';

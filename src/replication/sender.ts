@@ -17,7 +17,7 @@ import {
   pgNow,
   StreamMessageError,
   XLOGDATA_WAL_OFFSET,
-} from './messages.js';
+} from '../pq/streaming.js';
 import { copyDone } from './pq.js';
 import { WalReadError, WalSegmentMissingError, type ReaderHandle, type WaitTarget, type WalReader, type WalSource } from './source.js';
 

@@ -3,10 +3,8 @@
 // tools). The sender only ever talks to a WalSource; wiring it to the
 // daemon's Timeline is an adapter of a few lines.
 import type { Lsn } from '../lsn.js';
+import { U64_MAX } from '../protocol/layout.js';
 import type { HotStandbyFeedback } from '../protocol/types.js';
-
-/** u64::MAX: "no xmin reported" in HotStandbyFeedback. */
-export const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 /** What a reader reported in its last standby status update ('r'). */
 export interface ReaderStatus {

@@ -7,7 +7,7 @@
 // proposer is then elected with that VCL and continues the WAL.
 import t from 'tap';
 import { formatLsn, parseLsn, type Lsn } from '../../src/lsn.js';
-import { decodeServerCopyData } from '../../src/replication/messages.js';
+import { decodeServerCopyData } from '../../src/pq/streaming.js';
 import { RawClient, errorFields, query, tagged } from '../pq/raw-client.js';
 import { tempDir } from '../daemon/helpers.js';
 import { dataRowValues } from '../replication/helpers.js';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatLsn, parseLsn, segmentFloor, type Lsn } from '../../src/lsn.js';
 import { FileWalSource } from '../../src/replication/file-source.js';
-import { U64_MAX } from '../../src/replication/source.js';
+import { U64_MAX } from '../../src/protocol/layout.js';
 import { chownToPg, pgTempDir, runPgOk, startCluster, type PgCluster } from '../helpers/pg.js';
 import { ReplicationTestServer } from './pg-harness.js';
 

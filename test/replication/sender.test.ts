@@ -3,9 +3,9 @@
 import t, { type Test } from 'tap';
 import { formatLsn, parseLsn, type Lsn } from '../../src/lsn.js';
 import { handleReplicationQuery, RECOVERY_APPLICATION_NAME } from '../../src/replication/handler.js';
-import { decodeServerCopyData, encodeLegacyHsFeedback, encodePgHsFeedback, encodeStatusUpdate, type XLogData } from '../../src/replication/messages.js';
+import { decodeServerCopyData, encodeLegacyHsFeedback, encodePgHsFeedback, encodeStatusUpdate, type XLogData } from '../../src/pq/streaming.js';
 import { MAX_SEND_SIZE } from '../../src/replication/sender.js';
-import { U64_MAX } from '../../src/replication/source.js';
+import { U64_MAX } from '../../src/protocol/layout.js';
 import { cd, copyDoneMsg, dataRowValues, errorFields, FakeConn, fx, MemWalSource, terminateMsg, walBytes, type ServerMessage } from './helpers.js';
 
 const MB = 1n << 20n;

@@ -21,7 +21,7 @@ import {
   dateToPgTime,
   StreamMessageError,
   XLOGDATA_WAL_OFFSET,
-} from '../../src/replication/messages.js';
+} from '../../src/pq/streaming.js';
 import {
   commandComplete,
   copyBothResponse,
@@ -34,8 +34,8 @@ import {
   rowDescription,
   textColumn,
 } from '../../src/replication/pq.js';
-import { U64_MAX } from '../../src/replication/source.js';
-import { FakeConn, fx, MemWalSource } from './helpers.js';
+import { U64_MAX } from '../../src/protocol/layout.js';
+import { FakeConn, fx, MemWalSource } from '../replication/helpers.js';
 
 // Observed on the wire from PostgreSQL 15.18 (research/pg-replication-facts.md §2.2, §4).
 const IDENTIFY_T =

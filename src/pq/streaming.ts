@@ -5,7 +5,7 @@
 // (µs since 2000-01-01 00:00:00 UTC).
 import type { Lsn } from '../lsn.js';
 import type { HotStandbyFeedback } from '../protocol/types.js';
-import { U64_MAX } from './source.js';
+import { U64_MAX } from '../protocol/layout.js';
 
 /** Unix time of the PostgreSQL epoch, 2000-01-01 00:00:00 UTC, in µs. */
 export const PG_EPOCH_UNIX_US = 946_684_800_000_000n;
