@@ -26,6 +26,13 @@ export function dateToPgTime(d: Date): bigint {
   return BigInt(d.getTime()) * 1000n - PG_EPOCH_UNIX_US;
 }
 
+/**
+ * The application_name a catching-up safekeeper's proposer uses for its
+ * recovery stream: the sender then serves up to the flush position, not only
+ * the committed WAL, and ends the stream there.
+ */
+export const RECOVERY_APPLICATION_NAME = 'wal_proposer_recovery';
+
 export const XLOGDATA_TAG = 0x77; // 'w'
 export const KEEPALIVE_TAG = 0x6b; // 'k'
 export const STATUS_UPDATE_TAG = 0x72; // 'r'

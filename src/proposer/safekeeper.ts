@@ -9,7 +9,7 @@ import { formatLsn, segmentFloor, type Lsn } from '../lsn.js';
 import { MAX_WAL_PER_REQUEST, REQUEST_HEADER_SIZE } from '../protocol/layout.js';
 import { compareNodeId, formatNodeId, nodeIdEquals } from '../protocol/node-id.js';
 import type { HotStandbyFeedback, NodeId, SafeKeeperInfo, SafeKeeperResponse, ServerInfo } from '../protocol/types.js';
-import { decodeServerCopyData, encodeStatusUpdate, pgNow } from '../pq/streaming.js';
+import { decodeServerCopyData, encodeStatusUpdate, pgNow, RECOVERY_APPLICATION_NAME } from '../pq/streaming.js';
 import type { Logger } from '../log.js';
 import { ProposerClient, PgServerError } from './client.js';
 import { PgClient } from './pg-client.js';
@@ -67,7 +67,6 @@ interface InFlight {
 }
 
 const PROPOSER_APP = 'walkeeper-proposer';
-export const RECOVERY_APP = 'wal_proposer_recovery';
 
 export class SafekeeperLink {
   readonly name: string;
@@ -500,7 +499,7 @@ class CatchUp {
         database: 'replication',
         password: this.host.password,
         replication: true,
-        applicationName: RECOVERY_APP,
+        applicationName: RECOVERY_APPLICATION_NAME,
         params: { ztenantid: this.host.tenantId, ztimelineid: this.host.timelineId },
         connectTimeoutMs: 5000,
       });

@@ -11,6 +11,7 @@
 // restart position, and START_REPLICATION SLOT "x" streams as without one.
 // Logical slots and logical replication are refused (0A000).
 import { formatLsn, type Lsn } from '../lsn.js';
+import { RECOVERY_APPLICATION_NAME } from '../pq/streaming.js';
 import { parseReplicationCommand, type GenericOption, type ReplicationCommand } from './commands.js';
 import type { QueryOutcome, ReplicationConnection } from './connection.js';
 import { ReplicationError, ReplState } from './errors.js';
@@ -29,9 +30,6 @@ import {
 } from './pq.js';
 import { streamWal, type SenderOptions, type StreamPlan } from './sender.js';
 import type { WalSource } from './source.js';
-
-/** application_name of a new proposer recovering WAL: it is streamed to the end of WAL (flush), then the stream ends. */
-export const RECOVERY_APPLICATION_NAME = 'wal_proposer_recovery';
 
 export interface ReplicationOptions extends SenderOptions {
   /** SHOW data_directory_mode (default 0700). */

@@ -4,7 +4,7 @@
 // the socket to drain, or for the source to get more WAL), the receive loop
 // reads the client's messages. Whichever sees the end first settles the
 // outcome and wakes the other; nothing here polls.
-import type { Lsn } from '../lsn.js';
+import { XLOG_BLCKSZ, type Lsn } from '../lsn.js';
 import type { ClientMessage, ReplicationConnection } from './connection.js';
 import { ReplicationError, ReplState } from './errors.js';
 import {
@@ -33,7 +33,6 @@ const SPARE_BUFFERS = 4;
  * Two messages per turn keeps reuse at nearly 100 % with SPARE_BUFFERS.
  */
 const YIELD_BYTES = 2 * MAX_SEND_SIZE;
-const XLOG_BLCKSZ = 8192n;
 
 export interface StreamPlan {
   /** First byte to send: the first XLogData starts exactly here. */
@@ -218,7 +217,7 @@ class WalStream {
   private readChunk(start: Lsn, limit: Lsn): Promise<Chunk> {
     let upto = start + BigInt(MAX_SEND_SIZE);
     if (limit <= upto) upto = limit;
-    else upto -= upto % XLOG_BLCKSZ;
+    else upto -= upto % BigInt(XLOG_BLCKSZ);
     const n = Number(upto - start);
     const gen = this.files.generation ?? 0;
     const msg = this.messageBuffer(start, limit, n);

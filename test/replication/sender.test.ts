@@ -2,7 +2,8 @@
 // what is streamed, when, and how each kind of stream end looks on the wire.
 import t, { type Test } from 'tap';
 import { formatLsn, parseLsn, type Lsn } from '../../src/lsn.js';
-import { handleReplicationQuery, RECOVERY_APPLICATION_NAME } from '../../src/replication/handler.js';
+import { handleReplicationQuery } from '../../src/replication/handler.js';
+import { RECOVERY_APPLICATION_NAME } from '../../src/pq/streaming.js';
 import { decodeServerCopyData, encodeLegacyHsFeedback, encodePgHsFeedback, encodeStatusUpdate, type XLogData } from '../../src/pq/streaming.js';
 import { MAX_SEND_SIZE } from '../../src/replication/sender.js';
 import { U64_MAX } from '../../src/protocol/layout.js';
