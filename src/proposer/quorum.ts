@@ -36,8 +36,8 @@ import { elect, type ElectionWon } from './elect.js';
 import { LostLeadershipError, ProposerFatalError, Stopped } from './errors.js';
 import { greetingFor, Leader, type SystemIdentity } from './leader.js';
 import { PrimaryStream } from './primary-stream.js';
-import type { PrimaryConnection } from './primary.js';
 import type { LinkEvents } from './link-contract.js';
+import type { PrimaryConnection } from './primary.js';
 import { SafekeeperLink, type SafekeeperAddress } from './safekeeper.js';
 
 export { LostLeadershipError, ProposerFatalError } from './errors.js';
@@ -247,8 +247,9 @@ export class QuorumProposer implements LinkEvents {
 
   private async main(): Promise<void> {
     const conn = await this.primary.connect();
-    const won = await this.electLeader();
-    this.beginTerm(won, conn);
+    const system = this.system();
+    const won = await this.electLeader(system);
+    this.beginTerm(won, system, conn);
     const status = setInterval(() => this.primary.sendStatus(), this.opts.statusIntervalMs ?? 1000);
     status.unref();
     this.timers.push(status as unknown as NodeJS.Timeout);
@@ -274,8 +275,7 @@ export class QuorumProposer implements LinkEvents {
   }
 
   /** Elections until one is won; LostLeadershipError when another proposer holds a higher ballot. */
-  private async electLeader(): Promise<ElectionWon<SafekeeperLink>> {
-    const system = this.system();
+  private async electLeader(system: SystemIdentity): Promise<ElectionWon<SafekeeperLink>> {
     const xlogPos = this.primary.identity!.xlogPos;
     let waitingLogged = '';
     for (let attempt = 1; ; attempt++) {
@@ -303,7 +303,7 @@ export class QuorumProposer implements LinkEvents {
    * segment holding the primary's position), then start every link and the
    * primary stream.
    */
-  private beginTerm(won: ElectionWon<SafekeeperLink>, conn: PrimaryConnection): void {
+  private beginTerm(won: ElectionWon<SafekeeperLink>, system: SystemIdentity, conn: PrimaryConnection): void {
     const id = this.primary.identity!;
     let { vcl, commit } = won;
     if (vcl === 0n) {
@@ -317,7 +317,7 @@ export class QuorumProposer implements LinkEvents {
         'recovery: VCL is the most advanced voter\'s end of WAL',
       );
     }
-    const leader = new Leader(won.nodeId, vcl, commit, this.system(), this.links);
+    const leader = new Leader(won.nodeId, vcl, commit, system, this.links);
     this.leader = leader;
     for (const v of won.voters) v.member.start(leader, v.session);
     for (const l of this.links) l.start(leader);
