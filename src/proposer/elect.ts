@@ -126,6 +126,17 @@ function gather<M, T>(attempts: Attempt<M, T>[], quorum: number, graceMs: number
 
 const closeLate = (s: Greeted): void => s.client.close();
 
+/** One round of greetings; members that failed are told so (`failure` names the step). */
+async function greetRound<M extends ElectionMember>(attempts: Attempt<M, Greeted>[], quorum: number, graceMs: number, failure: string): Promise<Gathered<M, Greeted>['ok']> {
+  const round = await gather(attempts, quorum, graceMs, ROUND_TIMEOUT_MS, closeLate);
+  for (const f of round.failed) f.member.problem(f.err, failure);
+  return round.ok;
+}
+
+function closeAll(sessions: readonly { value: Greeted }[]): void {
+  for (const s of sessions) s.value.client.close();
+}
+
 /**
  * One election. Lost when too few answered or granted (retry later); throws
  * LostLeadershipError when a safekeeper has voted for a higher ballot.
@@ -133,40 +144,35 @@ const closeLate = (s: Greeted): void => s.client.close();
 export async function elect<M extends ElectionMember>(req: ElectionRequest<M>): Promise<ElectionWon<M> | ElectionLost> {
   const { members, graceMs } = req;
   const quorum = quorumSize(members.length);
-  const round1 = await gather(
+  const round1 = await greetRound(
     members.map((member) => ({ member, promise: member.greet(req.greeting({ term: req.highestSeen, uuid: req.uuid })) })),
     quorum,
     graceMs,
-    ROUND_TIMEOUT_MS,
-    closeLate,
+    'cannot greet',
   );
-  const closeRound1 = (): void => {
-    for (const s of round1.ok) s.value.client.close();
-  };
-  for (const f of round1.failed) f.member.problem(f.err, 'cannot greet');
-  if (round1.ok.length < quorum) {
-    closeRound1();
-    return { won: false, highestSeen: req.highestSeen, reason: `${round1.ok.length} of ${members.length} safekeepers answered, ${quorum} needed` };
+  if (round1.length < quorum) {
+    closeAll(round1);
+    return { won: false, highestSeen: req.highestSeen, reason: `${round1.length} of ${members.length} safekeepers answered, ${quorum} needed` };
   }
   let highestSeen = req.highestSeen;
-  for (const s of round1.ok) {
+  for (const s of round1) {
     const t = s.value.info.server.nodeId.term;
     if (t > highestSeen) highestSeen = t;
   }
   const term = nextTerm(highestSeen);
   const nodeId: NodeId = { term, uuid: req.uuid };
-  const votes = await Promise.allSettled(round1.ok.map((s) => s.value.client.vote({ nodeId, vcl: 0n, epoch: 0n })));
+  const votes = await Promise.allSettled(round1.map((s) => s.value.client.vote({ nodeId, vcl: 0n, epoch: 0n })));
   const granted: { member: M; client: ProposerClient }[] = [];
   for (let i = 0; i < votes.length; i++) {
     const v = votes[i];
-    const s = round1.ok[i];
+    const s = round1[i];
     if (v.status === 'rejected') {
       s.member.problem(v.reason, 'vote failed');
       s.value.client.close();
       continue;
     }
     if (!nodeIdEquals(v.value, nodeId)) {
-      closeRound1();
+      closeAll(round1);
       throw new LostLeadershipError(
         `safekeeper ${s.member.name} refused the vote for term ${term}: it has voted for ${formatNodeId(v.value)}; another proposer is running for this timeline`,
       );
@@ -180,7 +186,7 @@ export async function elect<M extends ElectionMember>(req: ElectionRequest<M>): 
   req.log.info({ term: term.toString(), node: formatNodeId(nodeId), voters: granted.map((g) => g.member.name) }, 'won the vote');
 
   // Round 2: greet the voters again on the same connections; only this state is stable.
-  const round2 = await gather(
+  const round2 = await greetRound(
     granted.map((g) => ({
       member: g.member,
       promise: (async (): Promise<Greeted> => {
@@ -194,25 +200,20 @@ export async function elect<M extends ElectionMember>(req: ElectionRequest<M>): 
     })),
     quorum,
     graceMs,
-    ROUND_TIMEOUT_MS,
-    closeLate,
+    'cannot greet after the vote',
   );
-  const closeRound2 = (): void => {
-    for (const s of round2.ok) s.value.client.close();
-  };
-  for (const f of round2.failed) f.member.problem(f.err, 'cannot greet after the vote');
-  if (round2.ok.length < quorum) {
-    closeRound2();
-    return { won: false, highestSeen: term, reason: `${round2.ok.length} of ${members.length} voters answered after the vote, ${quorum} needed` };
+  if (round2.length < quorum) {
+    closeAll(round2);
+    return { won: false, highestSeen: term, reason: `${round2.length} of ${members.length} voters answered after the vote, ${quorum} needed` };
   }
-  for (const s of round2.ok) {
+  for (const s of round2) {
     const vote = s.value.info.server.nodeId;
     if (!nodeIdEquals(vote, nodeId)) {
-      closeRound2();
+      closeAll(round2);
       throw new LostLeadershipError(`safekeeper ${s.member.name} has voted for ${formatNodeId(vote)} since: another proposer is running for this timeline`);
     }
   }
-  const infos = round2.ok.map((s) => s.value.info);
+  const infos = round2.map((s) => s.value.info);
   const d = pickDonor(infos);
   const vcl = infos[d].flushLsn;
   let commit = 0n;
@@ -221,8 +222,8 @@ export async function elect<M extends ElectionMember>(req: ElectionRequest<M>): 
     won: true,
     highestSeen: term,
     nodeId,
-    voters: round2.ok.map((s) => ({ member: s.member, session: s.value })),
-    donor: round2.ok[d].member,
+    voters: round2.map((s) => ({ member: s.member, session: s.value })),
+    donor: round2[d].member,
     donorEpoch: infos[d].epoch,
     vcl,
     commit: commit > vcl ? vcl : commit,
