@@ -4,6 +4,13 @@
 // libpq's environment fallbacks (PGHOST, PGPORT, PGUSER, PGPASSWORD,
 // PGDATABASE). Only what a plain TCP or Unix-socket connection needs is
 // understood; TLS is refused with a clear message instead of being ignored.
+//
+// Not node-postgres's pg-connection-string: it has no key/value parser
+// (`host=h port=5` becomes a URL relative to "postgres://base"), and for
+// URIs it decodes the database name with decodeURI (`my%2Fdb` stays
+// encoded, `my%252Fdb` turns into the same name), reads the files named by
+// sslcert/sslkey/sslrootcert while parsing, and warns or throws its own
+// messages for sslmode. libpq decodes every escape; so does this.
 import { userInfo } from 'node:os';
 
 export class ConnStringError extends Error {

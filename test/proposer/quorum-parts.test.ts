@@ -34,6 +34,16 @@ t.test('connection strings', async (t) => {
   t.throws(() => resolveConnString('port=0', {}), /invalid port/);
 });
 
+t.test('connection strings: what libpq does that pg-connection-string does not', async (t) => {
+  t.same(parseConnString('host=/var/run/postgresql dbname=app'), { host: '/var/run/postgresql', dbname: 'app' }, 'key/value with a Unix-socket directory');
+  t.same(parseConnString('postgres://h/my%2Fdb'), { host: 'h', dbname: 'my/db' }, 'every escape in the database name is decoded');
+  t.same(parseConnString('postgres://h/my%252Fdb'), { host: 'h', dbname: 'my%2Fdb' }, 'once');
+  t.same(parseConnString('postgres://%2Ftmp%2Fpg/db'), { host: '/tmp/pg', dbname: 'db' }, 'a percent-encoded socket directory as the host');
+  t.same(parseConnString('postgres:///db?host=/run/pg'), { dbname: 'db', host: '/run/pg' }, 'the socket directory as a parameter');
+  t.same(parseConnString('postgres://[::1]:5433/x'), { host: '::1', port: '5433', dbname: 'x' });
+  t.throws(() => parseConnString('postgres://h/db?sslcert=/nonexistent'), /invalid connection option "sslcert"/, 'refused before any file is read');
+});
+
 t.test('SCRAM-SHA-256 against the RFC 7677 example', async (t) => {
   const c = new ScramClient('pencil', 'rOprNGfwEbeRWgbNEkqO', 'user');
   t.equal(c.first(), 'n,,n=user,r=rOprNGfwEbeRWgbNEkqO');
