@@ -11,7 +11,6 @@ import {
   authenticationOk,
   backendKeyData,
   errorResponse,
-  FrontendTag,
   negotiateProtocolVersion,
   NO_ENCRYPTION,
   parameterStatus,
@@ -19,12 +18,18 @@ import {
   type TransactionStatus,
 } from './backend.js';
 import { PgError, SqlState } from './errors.js';
-import { decodeStartupPacket, parseOptions, StartupReader } from './startup.js';
+import { decodeStartupPacket, parseStartupOptions, StartupReader } from './startup.js';
+import { FrontendTag } from './tags.js';
 
 export type { Message } from '../hot/frames.js';
 
-/** Largest message accepted after start-up: a WAL push CopyData carries at most 128 KiB of WAL. */
-export const DEFAULT_MAX_MESSAGE = 1 << 20;
+/**
+ * Largest length field accepted from a client after start-up, unless the
+ * listener sets its own: a WAL push CopyData carries at most 128 KiB of WAL.
+ * Tighter than the framer's own default (DEFAULT_MAX_FRAME_LENGTH), which
+ * also serves the client side.
+ */
+export const MAX_CLIENT_MESSAGE = 1 << 20;
 
 /** The start-up parameters of a connection, with the `-c name=value` settings from `options`. */
 export class StartupInfo {
@@ -77,7 +82,7 @@ export interface ConnectionOptions {
   serverParams: (info: StartupInfo) => Array<[string, string]>;
   /** BackendKeyData to announce; omitted when undefined. */
   backendKey?: { pid: number; secret: number };
-  /** Largest message length accepted after start-up (default 1 MiB). */
+  /** Largest message length accepted after start-up (default MAX_CLIENT_MESSAGE, 1 MiB). */
   maxMessage?: number;
   /** Time allowed for the whole start-up phase (default 60 s, as authentication_timeout). */
   startupTimeoutMs?: number;
@@ -221,14 +226,14 @@ export class ServerConnection {
         else params.set(k, v);
       }
       const options = params.get('options');
-      const info = new StartupInfo(params, options ? parseOptions(options) : new Map(), packet.protocol);
+      const info = new StartupInfo(params, options ? parseStartupOptions(options) : new Map(), packet.protocol);
       this.info = info;
       if ((packet.protocol & 0xffff) !== 0 || protocolOptions.length > 0) {
         this.send(negotiateProtocolVersion(0, protocolOptions));
       }
       this.opts.validateStartup?.(info);
       // Bytes after the StartupMessage belong to the tagged stream.
-      const maxMessage = this.opts.maxMessage ?? DEFAULT_MAX_MESSAGE;
+      const maxMessage = this.opts.maxMessage ?? MAX_CLIENT_MESSAGE;
       this.framer = this.opts.framer ? this.opts.framer(maxMessage) : new MessageFramer({ maxMessage });
       this.phase = 'messages';
       const rest = this.startupReader.takeRest();

@@ -19,6 +19,7 @@ import {
   XLOGDATA_WAL_OFFSET,
 } from '../pq/streaming.js';
 import { copyDone } from './pq.js';
+import { describeTag, FrontendTag } from '../pq/tags.js';
 import { WalReadError, WalSegmentMissingError, type ReaderHandle, type WaitTarget, type WalReader, type WalSource } from './source.js';
 
 /** PostgreSQL sends at most this much WAL per XLogData (16 pages of 8 KiB). */
@@ -63,14 +64,6 @@ export type StreamOutcome =
   | { kind: 'error'; error: ReplicationError; sentLsn: Lsn }
   /** The session is over; on 'shutdown' the caller sends CommandComplete "COPY 0" before closing. */
   | { kind: 'closed'; reason: CloseReason; sentLsn: Lsn };
-
-const TAG_COPY_DATA = 0x64; // 'd'
-const TAG_COPY_DONE = 0x63; // 'c'
-const TAG_TERMINATE = 0x58; // 'X'
-
-function describeTag(t: number): string {
-  return t >= 0x20 && t < 0x7f ? String.fromCharCode(t) : `\\x${t.toString(16).padStart(2, '0')}`;
-}
 
 /** How a failed WAL read is reported: PostgreSQL's wording for a removed segment. */
 export function readFailure(err: unknown): ReplicationError {
@@ -302,19 +295,19 @@ class WalStream {
       this.lastRecvMs = Date.now();
       this.pingSent = false;
       switch (msg.tag) {
-        case TAG_COPY_DATA:
+        case FrontendTag.CopyData:
           this.onCopyData(msg.body);
           break;
-        case TAG_COPY_DONE:
+        case FrontendTag.CopyDone:
           // The client is done: answer with our CopyDone (unless sent already); COPY is over.
           this.endSending();
           this.finish({ kind: 'done', sentLsn: this.sent });
           return;
-        case TAG_TERMINATE:
+        case FrontendTag.Terminate:
           this.finish({ kind: 'closed', reason: 'terminate', sentLsn: this.sent });
           return;
         default:
-          this.protocolViolation(`unexpected message type "${describeTag(msg.tag)}"`);
+          this.protocolViolation(`unexpected message type "${describeTag(msg.tag, 'bare')}"`);
           return;
       }
     }

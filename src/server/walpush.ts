@@ -10,7 +10,8 @@
 // sync.
 import type { AcceptorSession } from '../acceptor/acceptor.js';
 import { formatLsn, type Lsn } from '../lsn.js';
-import { commandComplete, copyBothResponse, copyData, copyDone, FrontendTag, readyForQuery } from '../pq/backend.js';
+import { commandComplete, copyBothResponse, copyData, copyDone, readyForQuery } from '../pq/backend.js';
+import { FrontendTag } from '../pq/tags.js';
 import { ConnectionClosed, type Message } from '../pq/connection.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import { formatNodeId } from '../protocol/node-id.js';
