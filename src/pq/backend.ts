@@ -71,8 +71,17 @@ export interface FieldDescription {
   typeMod?: number;
 }
 
-export function textField(name: string): FieldDescription {
-  return { name, typeOid: TypeOid.text, typeLen: -1 };
+/** A text column; `typeMod` is -1 except where PostgreSQL sends 0 (TIMELINE_HISTORY's columns). */
+export function textField(name: string, typeMod = -1): FieldDescription {
+  return { name, typeOid: TypeOid.text, typeLen: -1, typeMod };
+}
+
+export function int4Field(name: string): FieldDescription {
+  return { name, typeOid: TypeOid.int4, typeLen: 4 };
+}
+
+export function int8Field(name: string): FieldDescription {
+  return { name, typeOid: TypeOid.int8, typeLen: 8 };
 }
 
 export function rowDescription(fields: FieldDescription[]): Buffer {
@@ -97,6 +106,11 @@ export function dataRow(values: (string | Uint8Array | null)[]): Buffer {
       }
     }
   });
+}
+
+/** A whole result set: RowDescription, a DataRow per row, CommandComplete. */
+export function resultSet(fields: FieldDescription[], rows: (string | Uint8Array | null)[][], tag: string): Buffer {
+  return Buffer.concat([rowDescription(fields), ...rows.map((r) => dataRow(r)), commandComplete(tag)]);
 }
 
 /** CopyBothResponse: overall text format, no columns. */

@@ -164,9 +164,23 @@ export class ServerConnection {
     this.notify();
   }
 
-  private waitForData(): Promise<void> {
-    return new Promise((resolve) => {
-      this.wake = resolve;
+  /** Resolves on the next bytes or close; rejects with the reason if `signal` aborts first. */
+  private waitForData(signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (!signal) {
+        this.wake = resolve;
+        return;
+      }
+      const onAbort = (): void => {
+        if (this.wake === wake) this.wake = undefined;
+        reject(signal.reason);
+      };
+      const wake = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      this.wake = wake;
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -253,13 +267,16 @@ export class ServerConnection {
    * The next message from the client. Throws ConnectionClosed when the
    * client has gone, and a FATAL PgError (08P01) for a malformed length or
    * a message over the size limit (the stream cannot be resynchronised).
+   * If `signal` aborts first, rejects with its reason and consumes nothing:
+   * a message that arrives later is kept for the next call.
    */
-  async receive(): Promise<Message> {
+  async receive(signal?: AbortSignal): Promise<Message> {
     for (;;) {
+      signal?.throwIfAborted();
       const m = this.tryReceive();
       if (m) return m;
       if (this.closedErr) throw this.closedErr;
-      await this.waitForData();
+      await this.waitForData(signal);
     }
   }
 

@@ -182,44 +182,15 @@ export function replicationConnection(conn: ServerConnection, info: StartupInfo,
         socket.on('close', done);
       });
     },
-    nextMessage(signal?: AbortSignal): Promise<ClientMessage | null> {
-      return new Promise((resolve, reject) => {
-        if (signal?.aborted) return reject(signal.reason);
-        const cleanup = (): void => {
-          socket.off('data', attempt);
-          socket.off('end', attempt);
-          socket.off('close', attempt);
-          signal?.removeEventListener('abort', onAbort);
-        };
-        const onAbort = (): void => {
-          cleanup();
-          reject(signal!.reason);
-        };
-        // The connection's own 'data' listener was added first, so the bytes are framed before this runs.
-        function attempt(): void {
-          let m;
-          try {
-            m = conn.tryReceive();
-          } catch (err) {
-            cleanup();
-            if (err instanceof PgError) conn.fatal(err);
-            resolve(null);
-            return;
-          }
-          if (m) {
-            cleanup();
-            resolve({ tag: m.tag, body: m.body });
-          } else if (conn.isClosed) {
-            cleanup();
-            resolve(null);
-          }
-        }
-        socket.on('data', attempt);
-        socket.on('end', attempt);
-        socket.on('close', attempt);
-        signal?.addEventListener('abort', onAbort, { once: true });
-        attempt();
-      });
+    async nextMessage(signal?: AbortSignal): Promise<ClientMessage | null> {
+      try {
+        return await conn.receive(signal);
+      } catch (err) {
+        if (signal?.aborted && err === signal.reason) throw err;
+        // A bad length cannot be resynchronised: FATAL. Otherwise the client has gone.
+        if (err instanceof PgError) conn.fatal(err);
+        return null;
+      }
     },
   };
 }
