@@ -1,8 +1,7 @@
 // The replication side plugged into the daemon: a WalSource over a daemon
 // Timeline, a ReplicationConnection over the daemon's ServerConnection, and
-// the command registrations that route replication commands to
-// handleReplicationQuery(). The daemon calls registerReplicationCommands()
-// once at start-up.
+// the command handlers that route replication commands to
+// handleReplicationQuery(), which the daemon puts in its command table.
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
@@ -10,7 +9,7 @@ import type { Lsn } from '../lsn.js';
 import type { ServerConnection, StartupInfo } from '../pq/connection.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import type { HotStandbyFeedback, SafeKeeperInfo } from '../protocol/types.js';
-import { registerCommand, type CommandHandler } from '../server/commands.js';
+import type { CommandHandler } from '../server/dispatch.js';
 import { requireTimeline, type ClientSession } from '../server/context.js';
 import type { ClientMessage, ReplicationConnection } from './connection.js';
 import { readSegmentFile, SegmentFileReader } from './file-source.js';
@@ -217,13 +216,13 @@ function sourceFor(cs: ClientSession): TimelineWalSource {
 }
 
 /**
- * Route the replication commands of every connection to
+ * Handlers that route the replication commands of a connection to
  * handleReplicationQuery(), with the timeline named in the connection's
  * start-up parameters as the source. `shutdown` should abort when the daemon
  * begins to stop, before it closes connections: streams then end as
  * PostgreSQL's do (CommandComplete "COPY 0", then close).
  */
-export function registerReplicationCommands(opts: ReplicationOptions = {}): void {
+export function replicationCommands(opts: ReplicationOptions = {}): Map<string, CommandHandler> {
   const handler: CommandHandler = async (cs, _args, query) => {
     const source = sourceFor(cs);
     const outcome = await handleReplicationQuery(query, replicationConnection(cs.conn, cs.info, (code) => cs.ctx.observer?.errorSent?.(code)), source, opts);
@@ -233,5 +232,5 @@ export function registerReplicationCommands(opts: ReplicationOptions = {}): void
     }
     return 'ready-sent';
   };
-  for (const keyword of REPLICATION_KEYWORDS) registerCommand(keyword, handler);
+  return new Map(REPLICATION_KEYWORDS.map((keyword) => [keyword, handler]));
 }

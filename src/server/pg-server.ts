@@ -9,7 +9,7 @@ import { describeTag, FrontendTag } from '../pq/tags.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import type { TimelineKey } from '../timeline/ids.js';
 import { namedTimeline, type ClientSession, type ServerContext } from './context.js';
-import { runQuery } from './commands.js';
+import { runQuery } from './dispatch.js';
 import { toPgError } from './errors.js';
 
 export interface ListenAddress {
