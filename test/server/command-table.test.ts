@@ -6,22 +6,9 @@ import { Daemon } from '../../src/daemon/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import { formatLsn, type Lsn } from '../../src/lsn.js';
 import { decodeServerCopyData } from '../../src/pq/streaming.js';
-import type { NodeId } from '../../src/protocol/types.js';
-import { elect, PushClient, realWal, tempDir, TENANT, TIMELINE, type RealWal } from '../daemon/helpers.js';
+import { elect, PushClient, realWal, tempDir, TENANT, TIMELINE } from '../daemon/helpers.js';
 import { query, RawClient } from '../pq/raw-client.js';
-
-const CHUNK = 128 * 1024;
-
-/** Append wal[from, to) in 128 KiB chunks reporting `commit` as commit_lsn; resolves once all are acknowledged. */
-async function pushWal(c: PushClient, wal: RealWal, nodeId: NodeId, from: Lsn, to: Lsn, commit: Lsn): Promise<void> {
-  let n = 0;
-  for (let pos = from; pos < to; pos += BigInt(CHUNK), n++) {
-    const end = pos + BigInt(CHUNK) < to ? pos + BigInt(CHUNK) : to;
-    const at = Number(pos - wal.startLsn);
-    c.append({ senderId: nodeId, beginLsn: pos, endLsn: end, restartLsn: wal.startLsn, commitLsn: commit, wal: wal.bytes.subarray(at, at + Number(end - pos)) });
-  }
-  while (n-- > 0) await c.response();
-}
+import { pushWal } from './helpers.js';
 
 /** Read the stream until XLogData reaches `target`; fails on anything that ends the COPY. */
 async function streamedUpTo(c: RawClient, target: Lsn): Promise<void> {
