@@ -31,7 +31,7 @@ export type { Message } from '../hot/frames.js';
  */
 export const MAX_CLIENT_MESSAGE = 1 << 20;
 
-/** The start-up parameters of a connection, with the `-c name=value` settings from `options`. */
+/** The start-up parameters of a connection, with the settings inside `options` (see parseStartupOptions). */
 export class StartupInfo {
   constructor(
     /** Parameters exactly as sent. */

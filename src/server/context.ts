@@ -61,7 +61,7 @@ function pick(info: StartupInfo, keys: string[]): string | undefined {
 
 /**
  * The tenant and timeline ids named in the start-up parameters (directly or
- * as `-c key=value` inside options). Anything but 32 hex digits is refused
+ * as settings inside options). Anything but 32 hex digits is refused
  * here, before any file is looked at.
  */
 export function namedTimeline(info: StartupInfo): NamedTimeline {
