@@ -4,7 +4,7 @@
 import {
   MessageFramer,
   MessageFramerTs,
-  DEFAULT_MAX_MESSAGE,
+  DEFAULT_MAX_FRAME_LENGTH,
   FRAME_OUT_FULL,
   OUT_STATUS,
   OUT_STOP,
@@ -74,7 +74,7 @@ function scanAllWasm(ptr: number, len: number, out: WasmBuffer): number {
   let total = 0;
   let base = 0;
   for (;;) {
-    total += scanFramesAt(ptr + base, len - base, DEFAULT_MAX_MESSAGE, out.ptr, BATCH);
+    total += scanFramesAt(ptr + base, len - base, DEFAULT_MAX_FRAME_LENGTH, out.ptr, BATCH);
     const words = new Uint32Array(wasm().memory.buffer, out.ptr, 4);
     if (words[OUT_STATUS] !== FRAME_OUT_FULL) return total;
     base += words[OUT_STOP];
@@ -85,7 +85,7 @@ function scanAllTs(buf: Uint8Array, out: Uint32Array): number {
   let total = 0;
   let base = 0;
   for (;;) {
-    total += scanFramesTs(buf, base, buf.length, DEFAULT_MAX_MESSAGE, out, BATCH);
+    total += scanFramesTs(buf, base, buf.length, DEFAULT_MAX_FRAME_LENGTH, out, BATCH);
     if (out[OUT_STATUS] !== FRAME_OUT_FULL) return total;
     base += out[OUT_STOP];
   }

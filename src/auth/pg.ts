@@ -17,7 +17,7 @@ import type { Logger } from '../log.js';
 import { askCleartextPassword, type AuthExchange, type Authenticator } from '../pq/auth.js';
 import { StartupInfo } from '../pq/connection.js';
 import { PgError, SqlState } from '../pq/errors.js';
-import { parseOptions } from '../pq/startup.js';
+import { parseStartupOptions } from '../pq/startup.js';
 import { namedTimeline } from '../server/context.js';
 import { AuthError, checkScope, ForbiddenError, type Claims, type JwtVerifier } from './jwt.js';
 
@@ -50,7 +50,7 @@ export function pgTokenAuth(verifier: JwtVerifier, opts: PgTokenAuthOptions = {}
       }
       // validateStartup has already checked the ids' syntax.
       const options = x.params.get('options');
-      const named = namedTimeline(new StartupInfo(x.params, options ? parseOptions(options) : new Map(), 0));
+      const named = namedTimeline(new StartupInfo(x.params, options ? parseStartupOptions(options) : new Map(), 0));
       try {
         if (claims.scope === 'tenant' && claims.tenantId && named.tenantId === undefined) {
           throw new ForbiddenError('a tenant token must name its tenant in the connection parameters');

@@ -13,9 +13,11 @@ import type { Logger } from '../log.js';
 import { DataDirLock, LockHeldError } from '../storage/lock.js';
 import { writeFileDurableSync } from '../storage/fsutil.js';
 import { TimelineRegistry } from '../timeline/registry.js';
-import { registerReplicationCommands, timelineWalSource } from '../replication/daemon.js';
+import { walPushCommands } from '../push/session.js';
+import { replicationCommands, timelineWalSource } from '../replication/daemon.js';
 import { version } from '../version.js';
 import type { ServerContext } from '../server/context.js';
+import type { CommandTable } from '../server/dispatch.js';
 import { defaultServerVersion, listenError, PgServer, type ListenAddress } from '../server/pg-server.js';
 
 export const ID_FILE = 'safekeeper.id';
@@ -68,6 +70,11 @@ function describeFsError(err: NodeJS.ErrnoException): string {
   }
 }
 
+/** The commands this daemon answers; replication streams end when its `shutdown` aborts. */
+function commandTable(shutdown: AbortSignal): CommandTable {
+  return new Map([...walPushCommands(), ...replicationCommands({ shutdown })]);
+}
+
 export class Daemon {
   readonly dataDir: string;
   readonly log: Logger;
@@ -97,6 +104,7 @@ export class Daemon {
       stopping: false,
       serverVersion: defaultServerVersion(),
       observer: this.metrics,
+      commands: commandTable(this.shutdownSignal.signal),
     };
     this.metrics.attach({
       timelines: () => this.registry.list(),
@@ -158,7 +166,6 @@ export class Daemon {
     this.loadAuth();
     await this.registry.loadAll();
 
-    registerReplicationCommands({ shutdown: this.shutdownSignal.signal });
     this.pg = new PgServer(this.ctx);
     this.pgAddress = await this.pg.listen(this.opts.listenPg);
     if (this.opts.listenHttp) {

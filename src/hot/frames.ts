@@ -9,10 +9,15 @@
 //   lengths. They share the buffering logic (FramerBase) and differ only in
 //   where the bytes live and which scanner runs over them.
 // frameMessages / frameMessagesTs are one-shot helpers for tests and bench.
+import { describeTag } from '../pq/tags.js';
 import { WasmBuffer, wasm, type WasmExports } from './wasm.js';
 
-/** Default maximum value of a message's length field: 1 MiB + 1 KiB (a WAL push CopyData carries ≤128 KiB). */
-export const DEFAULT_MAX_MESSAGE = (1 << 20) + 1024;
+/**
+ * A framer's limit on a message's length field when none is given: 1 MiB +
+ * 1 KiB, room for any message either side of walkeeper sends (a WAL push
+ * CopyData carries ≤128 KiB). The listener sets its own, MAX_CLIENT_MESSAGE.
+ */
+export const DEFAULT_MAX_FRAME_LENGTH = (1 << 20) + 1024;
 
 /** The largest length field the int32 wire format can carry. */
 const MAX_INT32 = 0x7fffffff;
@@ -41,11 +46,6 @@ function errorCode(status: number): FrameErrorCode {
   return status === FRAME_LENGTH_TOO_SMALL ? 'length-too-small' : 'length-too-large';
 }
 
-function describeTag(tag: number): string {
-  const printable = tag >= 0x20 && tag < 0x7f;
-  return printable ? `'${String.fromCharCode(tag)}' (0x${tag.toString(16).padStart(2, '0')})` : `0x${tag.toString(16).padStart(2, '0')}`;
-}
-
 /** A message whose length field is out of range. The connection cannot be resynchronised after it. */
 export class FrameError extends Error {
   override readonly name = 'FrameError';
@@ -62,7 +62,7 @@ export class FrameError extends Error {
     readonly maxMessage: number,
   ) {
     const why = code === 'length-too-small' ? 'less than 4' : `more than the maximum of ${maxMessage}`;
-    super(`invalid message length ${length} for message type ${describeTag(tag)} at stream offset ${offset}: ${why}`);
+    super(`invalid message length ${length} for message type ${describeTag(tag, 'quoted-with-code')} at stream offset ${offset}: ${why}`);
   }
 }
 
@@ -193,7 +193,7 @@ let oneShotInput: WasmBuffer | undefined;
 let oneShotOut: WasmOutArea | undefined;
 
 /** Frame a whole buffer with the wasm scanner (the bytes are copied into wasm memory first). */
-export function frameMessages(buf: Uint8Array, maxLen = DEFAULT_MAX_MESSAGE): FrameScan {
+export function frameMessages(buf: Uint8Array, maxLen = DEFAULT_MAX_FRAME_LENGTH): FrameScan {
   oneShotInput ??= new WasmBuffer(Math.max(64 * 1024, buf.length));
   oneShotInput.reserve(buf.length);
   oneShotInput.view().set(buf);
@@ -201,7 +201,7 @@ export function frameMessages(buf: Uint8Array, maxLen = DEFAULT_MAX_MESSAGE): Fr
 }
 
 /** Frame `len` bytes already in wasm memory at `ptr` (no copy). */
-export function frameMessagesAt(ptr: number, len: number, maxLen = DEFAULT_MAX_MESSAGE): FrameScan {
+export function frameMessagesAt(ptr: number, len: number, maxLen = DEFAULT_MAX_FRAME_LENGTH): FrameScan {
   const out = (oneShotOut ??= new WasmOutArea(ONE_SHOT_CAP));
   const frames: Frame[] = [];
   let base = 0;
@@ -215,7 +215,7 @@ export function frameMessagesAt(ptr: number, len: number, maxLen = DEFAULT_MAX_M
 }
 
 /** Plain-TS twin of frameMessages. */
-export function frameMessagesTs(buf: Uint8Array, maxLen = DEFAULT_MAX_MESSAGE): FrameScan {
+export function frameMessagesTs(buf: Uint8Array, maxLen = DEFAULT_MAX_FRAME_LENGTH): FrameScan {
   const words = new Uint32Array(outWords(ONE_SHOT_CAP));
   const frames: Frame[] = [];
   let base = 0;
@@ -236,7 +236,7 @@ export interface Message {
 }
 
 export interface FramerOptions {
-  /** Largest accepted length field (default DEFAULT_MAX_MESSAGE). */
+  /** Largest accepted length field (default DEFAULT_MAX_FRAME_LENGTH). */
   maxMessage?: number;
   /** Initial size of the accumulation buffer in bytes (default 64 KiB). */
   initialCapacity?: number;
@@ -283,7 +283,7 @@ abstract class FramerBase implements Framer {
   private disposed = false;
 
   constructor(opts: FramerOptions) {
-    this.maxMessage = clampMax(opts.maxMessage ?? DEFAULT_MAX_MESSAGE);
+    this.maxMessage = clampMax(opts.maxMessage ?? DEFAULT_MAX_FRAME_LENGTH);
     this.batch = Math.max(1, Math.floor(opts.batch ?? 1024));
     this.capacity = Math.max(16, Math.floor(opts.initialCapacity ?? 64 * 1024));
     this.initialCapacity = this.capacity;

@@ -2,7 +2,7 @@
 // connection's message stream and either returns (authenticated) or throws
 // a FATAL PgError; AuthenticationOk is sent by the connection afterwards.
 import { authenticationCleartextPassword } from './backend.js';
-import { FrontendTag } from './backend.js';
+import { FrontendTag } from './tags.js';
 import { PgError, SqlState } from './errors.js';
 import type { Message } from '../hot/frames.js';
 

@@ -2,42 +2,7 @@
 // returns the complete wire bytes: tag, int32 length (counting itself), body.
 import { message } from './buffer.js';
 import type { PgErrorFields } from './errors.js';
-
-/** Message type bytes, server → client. */
-export const BackendTag = {
-  Authentication: 0x52, // 'R'
-  ParameterStatus: 0x53, // 'S'
-  BackendKeyData: 0x4b, // 'K'
-  ReadyForQuery: 0x5a, // 'Z'
-  ErrorResponse: 0x45, // 'E'
-  NoticeResponse: 0x4e, // 'N'
-  CommandComplete: 0x43, // 'C'
-  EmptyQueryResponse: 0x49, // 'I'
-  RowDescription: 0x54, // 'T'
-  DataRow: 0x44, // 'D'
-  CopyBothResponse: 0x57, // 'W'
-  CopyData: 0x64, // 'd'
-  CopyDone: 0x63, // 'c'
-  NegotiateProtocolVersion: 0x76, // 'v'
-} as const;
-
-/** Message type bytes, client → server (after start-up). */
-export const FrontendTag = {
-  Query: 0x51, // 'Q'
-  Terminate: 0x58, // 'X'
-  PasswordMessage: 0x70, // 'p'
-  CopyData: 0x64, // 'd'
-  CopyDone: 0x63, // 'c'
-  CopyFail: 0x66, // 'f'
-  Sync: 0x53, // 'S'
-  Flush: 0x48, // 'H'
-  Parse: 0x50, // 'P'
-  Bind: 0x42, // 'B'
-  Execute: 0x45, // 'E'
-  Describe: 0x44, // 'D'
-  Close: 0x43, // 'C'
-  FunctionCall: 0x46, // 'F'
-} as const;
+import { BackendTag } from './tags.js';
 
 /** The single byte that answers an SSLRequest or GSSENCRequest: "not supported". */
 export const NO_ENCRYPTION = Buffer.from('N', 'latin1');
@@ -106,8 +71,17 @@ export interface FieldDescription {
   typeMod?: number;
 }
 
-export function textField(name: string): FieldDescription {
-  return { name, typeOid: TypeOid.text, typeLen: -1 };
+/** A text column; `typeMod` is -1 except where PostgreSQL sends 0 (TIMELINE_HISTORY's columns). */
+export function textField(name: string, typeMod = -1): FieldDescription {
+  return { name, typeOid: TypeOid.text, typeLen: -1, typeMod };
+}
+
+export function int4Field(name: string): FieldDescription {
+  return { name, typeOid: TypeOid.int4, typeLen: 4 };
+}
+
+export function int8Field(name: string): FieldDescription {
+  return { name, typeOid: TypeOid.int8, typeLen: 8 };
 }
 
 export function rowDescription(fields: FieldDescription[]): Buffer {
@@ -132,6 +106,11 @@ export function dataRow(values: (string | Uint8Array | null)[]): Buffer {
       }
     }
   });
+}
+
+/** A whole result set: RowDescription, a DataRow per row, CommandComplete. */
+export function resultSet(fields: FieldDescription[], rows: (string | Uint8Array | null)[][], tag: string): Buffer {
+  return Buffer.concat([rowDescription(fields), ...rows.map((r) => dataRow(r)), commandComplete(tag)]);
 }
 
 /** CopyBothResponse: overall text format, no columns. */

@@ -11,7 +11,6 @@ import {
   authenticationOk,
   backendKeyData,
   errorResponse,
-  FrontendTag,
   negotiateProtocolVersion,
   NO_ENCRYPTION,
   parameterStatus,
@@ -19,14 +18,20 @@ import {
   type TransactionStatus,
 } from './backend.js';
 import { PgError, SqlState } from './errors.js';
-import { decodeStartupPacket, parseOptions, StartupReader } from './startup.js';
+import { decodeStartupPacket, parseStartupOptions, StartupReader } from './startup.js';
+import { FrontendTag } from './tags.js';
 
 export type { Message } from '../hot/frames.js';
 
-/** Largest message accepted after start-up: a WAL push CopyData carries at most 128 KiB of WAL. */
-export const DEFAULT_MAX_MESSAGE = 1 << 20;
+/**
+ * Largest length field accepted from a client after start-up, unless the
+ * listener sets its own: a WAL push CopyData carries at most 128 KiB of WAL.
+ * Tighter than the framer's own default (DEFAULT_MAX_FRAME_LENGTH), which
+ * also serves the client side.
+ */
+export const MAX_CLIENT_MESSAGE = 1 << 20;
 
-/** The start-up parameters of a connection, with the `-c name=value` settings from `options`. */
+/** The start-up parameters of a connection, with the settings inside `options` (see parseStartupOptions). */
 export class StartupInfo {
   constructor(
     /** Parameters exactly as sent. */
@@ -77,7 +82,7 @@ export interface ConnectionOptions {
   serverParams: (info: StartupInfo) => Array<[string, string]>;
   /** BackendKeyData to announce; omitted when undefined. */
   backendKey?: { pid: number; secret: number };
-  /** Largest message length accepted after start-up (default 1 MiB). */
+  /** Largest message length accepted after start-up (default MAX_CLIENT_MESSAGE, 1 MiB). */
   maxMessage?: number;
   /** Time allowed for the whole start-up phase (default 60 s, as authentication_timeout). */
   startupTimeoutMs?: number;
@@ -159,9 +164,23 @@ export class ServerConnection {
     this.notify();
   }
 
-  private waitForData(): Promise<void> {
-    return new Promise((resolve) => {
-      this.wake = resolve;
+  /** Resolves on the next bytes or close; rejects with the reason if `signal` aborts first. */
+  private waitForData(signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (!signal) {
+        this.wake = resolve;
+        return;
+      }
+      const onAbort = (): void => {
+        if (this.wake === wake) this.wake = undefined;
+        reject(signal.reason);
+      };
+      const wake = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      this.wake = wake;
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -221,14 +240,14 @@ export class ServerConnection {
         else params.set(k, v);
       }
       const options = params.get('options');
-      const info = new StartupInfo(params, options ? parseOptions(options) : new Map(), packet.protocol);
+      const info = new StartupInfo(params, options ? parseStartupOptions(options) : new Map(), packet.protocol);
       this.info = info;
       if ((packet.protocol & 0xffff) !== 0 || protocolOptions.length > 0) {
         this.send(negotiateProtocolVersion(0, protocolOptions));
       }
       this.opts.validateStartup?.(info);
       // Bytes after the StartupMessage belong to the tagged stream.
-      const maxMessage = this.opts.maxMessage ?? DEFAULT_MAX_MESSAGE;
+      const maxMessage = this.opts.maxMessage ?? MAX_CLIENT_MESSAGE;
       this.framer = this.opts.framer ? this.opts.framer(maxMessage) : new MessageFramer({ maxMessage });
       this.phase = 'messages';
       const rest = this.startupReader.takeRest();
@@ -248,13 +267,16 @@ export class ServerConnection {
    * The next message from the client. Throws ConnectionClosed when the
    * client has gone, and a FATAL PgError (08P01) for a malformed length or
    * a message over the size limit (the stream cannot be resynchronised).
+   * If `signal` aborts first, rejects with its reason and consumes nothing:
+   * a message that arrives later is kept for the next call.
    */
-  async receive(): Promise<Message> {
+  async receive(signal?: AbortSignal): Promise<Message> {
     for (;;) {
+      signal?.throwIfAborted();
       const m = this.tryReceive();
       if (m) return m;
       if (this.closedErr) throw this.closedErr;
-      await this.waitForData();
+      await this.waitForData(signal);
     }
   }
 

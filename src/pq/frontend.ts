@@ -2,28 +2,12 @@
 // frontend sends, and decoders of the backend messages it receives (bodies
 // as split by MessageFramer). Integers are big-endian.
 import { ReadError, Reader, Writer, message } from './buffer.js';
+import { BackendTag } from './tags.js';
 
 export const PROTOCOL_3_0 = 0x0003_0000;
 const SSL_REQUEST_CODE = 80877103;
 
-/** Tags of the backend messages a client handles. */
-export const BackendTag = {
-  Authentication: 0x52, // 'R'
-  BackendKeyData: 0x4b, // 'K'
-  CommandComplete: 0x43, // 'C'
-  CopyBothResponse: 0x57, // 'W'
-  CopyData: 0x64, // 'd'
-  CopyDone: 0x63, // 'c'
-  CopyInResponse: 0x47, // 'G'
-  CopyOutResponse: 0x48, // 'H'
-  DataRow: 0x44, // 'D'
-  EmptyQueryResponse: 0x49, // 'I'
-  ErrorResponse: 0x45, // 'E'
-  NoticeResponse: 0x4e, // 'N'
-  ParameterStatus: 0x53, // 'S'
-  ReadyForQuery: 0x5a, // 'Z'
-  RowDescription: 0x54, // 'T'
-} as const;
+export { BackendTag } from './tags.js';
 
 /** A backend message body that does not parse. */
 export class BackendMessageError extends Error {

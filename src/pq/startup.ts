@@ -1,6 +1,6 @@
 // The start-up phase of a PostgreSQL connection: the untagged packets a
 // client sends first (SSLRequest, GSSENCRequest, CancelRequest,
-// StartupMessage) and the `options` parameter's `-c key=value` syntax.
+// StartupMessage) and the settings inside the `options` parameter.
 import { Reader, ReadError } from './buffer.js';
 import { PgError, SqlState } from './errors.js';
 
@@ -107,10 +107,13 @@ function longOption(arg: string, whole: string): [string, string] {
 }
 
 /**
- * The `name=value` settings inside an `options` string: `-c name=value`,
- * `-cname=value` and `--name=value`. Anything else is refused.
+ * The `name=value` settings inside an `options` string. PostgreSQL's forms:
+ * `-c name=value`, `-cname=value` and `--name=value`; and, as the 2021
+ * walkeeper read them, bare `name=value` words, which the 2021 compute sends
+ * after one `-c` (`-c ztimelineid=<hex> ztenantid=<hex>`). Anything else is
+ * refused.
  */
-export function parseOptions(options: string): Map<string, string> {
+export function parseStartupOptions(options: string): Map<string, string> {
   const out = new Map<string, string>();
   const words = splitOptions(options);
   for (let i = 0; i < words.length; i++) {
@@ -125,6 +128,8 @@ export function parseOptions(options: string): Map<string, string> {
       kv = longOption(w.slice(2), w);
     } else if (w.startsWith('--')) {
       kv = longOption(w.slice(2), w);
+    } else if (isBarePair(w)) {
+      kv = longOption(w, w);
     } else {
       throw new PgError({
         severity: 'FATAL',
@@ -136,6 +141,11 @@ export function parseOptions(options: string): Map<string, string> {
     out.set(kv[0], kv[1]);
   }
   return out;
+}
+
+/** A 2021-style setting: `name=value` with a name, not an option flag. */
+function isBarePair(word: string): boolean {
+  return !word.startsWith('-') && word.indexOf('=') > 0;
 }
 
 /**

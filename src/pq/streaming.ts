@@ -6,6 +6,7 @@
 import type { Lsn } from '../lsn.js';
 import type { HotStandbyFeedback } from '../protocol/types.js';
 import { U64_MAX } from '../protocol/layout.js';
+import { describeTag } from './tags.js';
 
 /** Unix time of the PostgreSQL epoch, 2000-01-01 00:00:00 UTC, in µs. */
 export const PG_EPOCH_UNIX_US = 946_684_800_000_000n;
@@ -140,8 +141,7 @@ export class StreamMessageError extends Error {
 }
 
 function tagText(t: number | undefined): string {
-  if (t === undefined) return '(empty)';
-  return t >= 0x20 && t < 0x7f ? String.fromCharCode(t) : `\\x${t.toString(16).padStart(2, '0')}`;
+  return t === undefined ? '(empty)' : describeTag(t, 'bare');
 }
 
 function view(b: Uint8Array): DataView {

@@ -1,6 +1,6 @@
 // Replication commands as a PostgreSQL 15 walsender accepts them, parsed
-// from the text of a simple Query into a typed command, or a
-// ReplicationError carrying PostgreSQL's SQLSTATE and message.
+// from the text of a simple Query into a typed command, or a PgError
+// carrying PostgreSQL's SQLSTATE and message.
 //
 // The rules follow PostgreSQL's replication scanner and grammar:
 // * keywords are upper case only; a query whose first token is not a command
@@ -14,7 +14,9 @@
 // One extension, from the original safekeeper design: START_REPLICATION may
 // carry a second LSN after the start position, the stop position.
 import type { Lsn } from '../lsn.js';
-import { ReplicationError, ReplState, syntaxError } from './errors.js';
+import { PgError, SqlState } from '../pq/errors.js';
+
+const syntaxError = (message = 'syntax error'): PgError => new PgError({ code: SqlState.SYNTAX_ERROR, message });
 
 const KEYWORDS = [
   'BASE_BACKUP',
@@ -419,7 +421,7 @@ class Parser {
 }
 
 /**
- * Parse one replication command. Throws ReplicationError: 0A000 for SQL (any
+ * Parse one replication command. Throws PgError: 0A000 for SQL (any
  * query not starting with a replication command keyword), 42601 for syntax
  * errors, with PostgreSQL's messages.
  */
@@ -428,18 +430,18 @@ export function parseReplicationCommand(sql: string): ReplicationCommand {
   // PostgreSQL lexes the first token before deciding, so a scanner error there wins.
   const first = lex.next();
   if (first.t !== 'kw' || !COMMAND_KEYWORDS.has(first.v)) {
-    throw new ReplicationError(ReplState.FEATURE_NOT_SUPPORTED, SQL_NOT_SUPPORTED);
+    throw new PgError({ code: SqlState.FEATURE_NOT_SUPPORTED, message: SQL_NOT_SUPPORTED });
   }
   // Re-lex from the start: the parser keeps one token of lookahead.
   return new Parser(new Lexer(sql)).command();
 }
 
 /** Parse, returning the error instead of throwing it. */
-export function tryParseReplicationCommand(sql: string): { ok: true; command: ReplicationCommand } | { ok: false; error: ReplicationError } {
+export function tryParseReplicationCommand(sql: string): { ok: true; command: ReplicationCommand } | { ok: false; error: PgError } {
   try {
     return { ok: true, command: parseReplicationCommand(sql) };
   } catch (err) {
-    if (err instanceof ReplicationError) return { ok: false, error: err };
+    if (err instanceof PgError) return { ok: false, error: err };
     throw err;
   }
 }

@@ -1,8 +1,7 @@
 // The replication side plugged into the daemon: a WalSource over a daemon
 // Timeline, a ReplicationConnection over the daemon's ServerConnection, and
-// the command registrations that route replication commands to
-// handleReplicationQuery(). The daemon calls registerReplicationCommands()
-// once at start-up.
+// the command handlers that route replication commands to
+// handleReplicationQuery(), which the daemon puts in its command table.
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
@@ -10,7 +9,7 @@ import type { Lsn } from '../lsn.js';
 import type { ServerConnection, StartupInfo } from '../pq/connection.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import type { HotStandbyFeedback, SafeKeeperInfo } from '../protocol/types.js';
-import { registerCommand, type CommandHandler } from '../server/commands.js';
+import type { CommandHandler } from '../server/dispatch.js';
 import { requireTimeline, type ClientSession } from '../server/context.js';
 import type { ClientMessage, ReplicationConnection } from './connection.js';
 import { readSegmentFile, SegmentFileReader } from './file-source.js';
@@ -182,44 +181,15 @@ export function replicationConnection(conn: ServerConnection, info: StartupInfo,
         socket.on('close', done);
       });
     },
-    nextMessage(signal?: AbortSignal): Promise<ClientMessage | null> {
-      return new Promise((resolve, reject) => {
-        if (signal?.aborted) return reject(signal.reason);
-        const cleanup = (): void => {
-          socket.off('data', attempt);
-          socket.off('end', attempt);
-          socket.off('close', attempt);
-          signal?.removeEventListener('abort', onAbort);
-        };
-        const onAbort = (): void => {
-          cleanup();
-          reject(signal!.reason);
-        };
-        // The connection's own 'data' listener was added first, so the bytes are framed before this runs.
-        function attempt(): void {
-          let m;
-          try {
-            m = conn.tryReceive();
-          } catch (err) {
-            cleanup();
-            if (err instanceof PgError) conn.fatal(err);
-            resolve(null);
-            return;
-          }
-          if (m) {
-            cleanup();
-            resolve({ tag: m.tag, body: m.body });
-          } else if (conn.isClosed) {
-            cleanup();
-            resolve(null);
-          }
-        }
-        socket.on('data', attempt);
-        socket.on('end', attempt);
-        socket.on('close', attempt);
-        signal?.addEventListener('abort', onAbort, { once: true });
-        attempt();
-      });
+    async nextMessage(signal?: AbortSignal): Promise<ClientMessage | null> {
+      try {
+        return await conn.receive(signal);
+      } catch (err) {
+        if (signal?.aborted && err === signal.reason) throw err;
+        // A bad length cannot be resynchronised: FATAL. Otherwise the client has gone.
+        if (err instanceof PgError) conn.fatal(err);
+        return null;
+      }
     },
   };
 }
@@ -246,13 +216,13 @@ function sourceFor(cs: ClientSession): TimelineWalSource {
 }
 
 /**
- * Route the replication commands of every connection to
+ * Handlers that route the replication commands of a connection to
  * handleReplicationQuery(), with the timeline named in the connection's
  * start-up parameters as the source. `shutdown` should abort when the daemon
  * begins to stop, before it closes connections: streams then end as
  * PostgreSQL's do (CommandComplete "COPY 0", then close).
  */
-export function registerReplicationCommands(opts: ReplicationOptions = {}): void {
+export function replicationCommands(opts: ReplicationOptions = {}): Map<string, CommandHandler> {
   const handler: CommandHandler = async (cs, _args, query) => {
     const source = sourceFor(cs);
     const outcome = await handleReplicationQuery(query, replicationConnection(cs.conn, cs.info, (code) => cs.ctx.observer?.errorSent?.(code)), source, opts);
@@ -262,5 +232,5 @@ export function registerReplicationCommands(opts: ReplicationOptions = {}): void
     }
     return 'ready-sent';
   };
-  for (const keyword of REPLICATION_KEYWORDS) registerCommand(keyword, handler);
+  return new Map(REPLICATION_KEYWORDS.map((keyword) => [keyword, handler]));
 }

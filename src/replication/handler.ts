@@ -14,20 +14,20 @@ import { formatLsn, type Lsn } from '../lsn.js';
 import { RECOVERY_APPLICATION_NAME } from '../pq/streaming.js';
 import { parseReplicationCommand, type GenericOption, type ReplicationCommand } from './commands.js';
 import type { QueryOutcome, ReplicationConnection } from './connection.js';
-import { ReplicationError, ReplState } from './errors.js';
 import { historyFileName, HistoryParseError, parseHistory, timelineSwitchPoint } from './history.js';
 import {
   commandComplete,
   copyBothResponse,
+  dataRow,
   errorResponse,
-  int4Column,
-  int8Column,
+  int4Field,
+  int8Field,
   readyForQuery,
   resultSet,
   rowDescription,
-  dataRow,
-  textColumn,
-} from './pq.js';
+  textField,
+} from '../pq/backend.js';
+import { PgError, SqlState } from '../pq/errors.js';
 import { streamWal, type SenderOptions, type StreamPlan } from './sender.js';
 import type { WalSource } from './source.js';
 
@@ -61,7 +61,7 @@ function send(conn: ReplicationConnection, ...parts: Buffer[]): void {
 }
 
 /** ErrorResponse, then ReadyForQuery unless the error is FATAL. */
-function reportError(conn: ReplicationConnection, err: ReplicationError): QueryOutcome {
+function reportError(conn: ReplicationConnection, err: PgError): QueryOutcome {
   const e = errorResponse({ severity: err.severity, code: err.code, message: err.message, detail: err.detail, hint: err.hint });
   conn.errorSent?.(err.code);
   if (err.fatal) {
@@ -82,14 +82,14 @@ export async function handleReplicationQuery(sql: string, conn: ReplicationConne
   try {
     cmd = parseReplicationCommand(sql);
   } catch (err) {
-    if (err instanceof ReplicationError) return reportError(conn, err);
+    if (err instanceof PgError) return reportError(conn, err);
     throw err;
   }
   try {
     return await execute(cmd, conn, source, opts);
   } catch (err) {
-    if (err instanceof ReplicationError) return reportError(conn, err);
-    return reportError(conn, new ReplicationError(ReplState.INTERNAL_ERROR, (err as Error)?.message ?? String(err)));
+    if (err instanceof PgError) return reportError(conn, err);
+    return reportError(conn, new PgError({ code: SqlState.INTERNAL_ERROR, message: (err as Error)?.message ?? String(err) }));
   }
 }
 
@@ -100,7 +100,7 @@ async function execute(cmd: ReplicationCommand, conn: ReplicationConnection, sou
       send(
         conn,
         resultSet(
-          [textColumn('systemid'), int4Column('timeline'), textColumn('xlogpos'), textColumn('dbname')],
+          [textField('systemid'), int4Field('timeline'), textField('xlogpos'), textField('dbname')],
           [[BigInt.asUintN(64, source.systemId).toString(), String(source.pgTimeline), formatLsn(pos), null]],
           'IDENTIFY_SYSTEM',
         ),
@@ -110,36 +110,36 @@ async function execute(cmd: ReplicationCommand, conn: ReplicationConnection, sou
     }
     case 'SHOW': {
       const [name, value] = showVariable(cmd.name, source, opts);
-      send(conn, resultSet([textColumn(name)], [[value]], 'SHOW'), readyForQuery());
+      send(conn, resultSet([textField(name)], [[value]], 'SHOW'), readyForQuery());
       return 'ready';
     }
     case 'READ_REPLICATION_SLOT':
       send(
         conn,
-        resultSet([textColumn('slot_type'), textColumn('restart_lsn'), int8Column('restart_tli')], [['physical', null, null]], 'READ_REPLICATION_SLOT'),
+        resultSet([textField('slot_type'), textField('restart_lsn'), int8Field('restart_tli')], [['physical', null, null]], 'READ_REPLICATION_SLOT'),
         readyForQuery(),
       );
       return 'ready';
     case 'TIMELINE_HISTORY': {
       // PostgreSQL sends the row description before it opens the file.
-      const columns = [textColumn('filename', 0), textColumn('content', 0)];
+      const columns = [textField('filename', 0), textField('content', 0)];
       send(conn, rowDescription(columns));
       const file = historyFileName(cmd.timeline);
       const content = source.timelineHistory ? await source.timelineHistory(cmd.timeline) : null;
       if (!content) {
-        return reportError(conn, new ReplicationError(ReplState.UNDEFINED_FILE, `could not open file "pg_wal/${file}": No such file or directory`));
+        return reportError(conn, new PgError({ code: SqlState.UNDEFINED_FILE, message: `could not open file "pg_wal/${file}": No such file or directory` }));
       }
       send(conn, dataRow([file, content]), commandComplete('TIMELINE_HISTORY'), readyForQuery());
       return 'ready';
     }
     case 'CREATE_REPLICATION_SLOT': {
-      if (cmd.kind === 'logical') throw new ReplicationError(ReplState.FEATURE_NOT_SUPPORTED, LOGICAL_NOT_SUPPORTED);
+      if (cmd.kind === 'logical') throw new PgError({ code: SqlState.FEATURE_NOT_SUPPORTED, message: LOGICAL_NOT_SUPPORTED });
       checkPhysicalSlotOptions(cmd.options);
       // A physical slot's consistent_point is always 0/0 in PostgreSQL.
       send(
         conn,
         resultSet(
-          [textColumn('slot_name'), textColumn('consistent_point'), textColumn('snapshot_name'), textColumn('output_plugin')],
+          [textField('slot_name'), textField('consistent_point'), textField('snapshot_name'), textField('output_plugin')],
           [[cmd.slotName, '0/0', null, null]],
           'CREATE_REPLICATION_SLOT',
         ),
@@ -151,9 +151,9 @@ async function execute(cmd: ReplicationCommand, conn: ReplicationConnection, sou
       send(conn, commandComplete('DROP_REPLICATION_SLOT'), readyForQuery());
       return 'ready';
     case 'BASE_BACKUP':
-      throw new ReplicationError(ReplState.FEATURE_NOT_SUPPORTED, 'BASE_BACKUP is not supported: walkeeper stores WAL only');
+      throw new PgError({ code: SqlState.FEATURE_NOT_SUPPORTED, message: 'BASE_BACKUP is not supported: walkeeper stores WAL only' });
     case 'START_REPLICATION':
-      if (cmd.kind === 'logical') throw new ReplicationError(ReplState.FEATURE_NOT_SUPPORTED, LOGICAL_NOT_SUPPORTED);
+      if (cmd.kind === 'logical') throw new PgError({ code: SqlState.FEATURE_NOT_SUPPORTED, message: LOGICAL_NOT_SUPPORTED });
       return startReplication(cmd, conn, source, opts);
   }
 }
@@ -174,7 +174,7 @@ function showVariable(name: string, source: WalSource, opts: ReplicationOptions)
     case 'wal_block_size':
       return [key, '8192'];
     default:
-      throw new ReplicationError(ReplState.UNDEFINED_OBJECT, `unrecognized configuration parameter "${name}"`);
+      throw new PgError({ code: SqlState.UNDEFINED_OBJECT, message: `unrecognized configuration parameter "${name}"` });
   }
 }
 
@@ -185,12 +185,12 @@ const FALSE_WORDS = new Set(['false', 'off', 'no', '0']);
 function checkPhysicalSlotOptions(options: GenericOption[]): void {
   const seen = new Set<string>();
   for (const o of options) {
-    if (o.name !== 'reserve_wal') throw new ReplicationError(ReplState.INTERNAL_ERROR, `unrecognized option: ${o.name}`);
-    if (seen.has(o.name)) throw new ReplicationError(ReplState.SYNTAX_ERROR, 'conflicting or redundant options');
+    if (o.name !== 'reserve_wal') throw new PgError({ code: SqlState.INTERNAL_ERROR, message: `unrecognized option: ${o.name}` });
+    if (seen.has(o.name)) throw new PgError({ code: SqlState.SYNTAX_ERROR, message: 'conflicting or redundant options' });
     seen.add(o.name);
     if (o.value !== null) {
       const v = String(o.value).toLowerCase();
-      if (!TRUE_WORDS.has(v) && !FALSE_WORDS.has(v)) throw new ReplicationError(ReplState.SYNTAX_ERROR, `${o.name} requires a Boolean value`);
+      if (!TRUE_WORDS.has(v) && !FALSE_WORDS.has(v)) throw new PgError({ code: SqlState.SYNTAX_ERROR, message: `${o.name} requires a Boolean value` });
     }
   }
 }
@@ -221,24 +221,22 @@ async function startReplication(
         try {
           history = parseHistory(content);
         } catch (err) {
-          if (err instanceof HistoryParseError) throw new ReplicationError(ReplState.DATA_CORRUPTED, `${err.message} (timeline history of timeline ${current})`);
+          if (err instanceof HistoryParseError) throw new PgError({ code: SqlState.DATA_CORRUPTED, message: `${err.message} (timeline history of timeline ${current})` });
           throw err;
         }
       }
     }
     historic = history ? timelineSwitchPoint(tli, current, history) : null;
-    if (!historic) throw new ReplicationError(ReplState.INTERNAL_ERROR, `requested timeline ${tli} is not in this server's history`);
+    if (!historic) throw new PgError({ code: SqlState.INTERNAL_ERROR, message: `requested timeline ${tli} is not in this server's history` });
     if (historic.switchpoint < start) {
-      throw new ReplicationError(ReplState.INTERNAL_ERROR, `requested starting point ${formatLsn(start)} on timeline ${tli} is not in this server's history`, {
-        detail: `This server's history forked from timeline ${tli} at ${formatLsn(historic.switchpoint)}.`,
-      });
+      throw new PgError({ code: SqlState.INTERNAL_ERROR, message: `requested starting point ${formatLsn(start)} on timeline ${tli} is not in this server's history`, detail: `This server's history forked from timeline ${tli} at ${formatLsn(historic.switchpoint)}.` });
     }
   }
 
   const endOfTimeline = (): Buffer[] =>
     historic
       ? [
-          rowDescription([int8Column('next_tli'), textColumn('next_tli_startpos')]),
+          rowDescription([int8Field('next_tli'), textField('next_tli_startpos')]),
           dataRow([String(historic.nextTli), formatLsn(historic.switchpoint)]),
         ]
       : [];
@@ -254,7 +252,7 @@ async function startReplication(
   if (start > flush) {
     return reportError(
       conn,
-      new ReplicationError(ReplState.INTERNAL_ERROR, `requested starting point ${formatLsn(start)} is ahead of the WAL flush position of this server ${formatLsn(flush)}`),
+      new PgError({ code: SqlState.INTERNAL_ERROR, message: `requested starting point ${formatLsn(start)} is ahead of the WAL flush position of this server ${formatLsn(flush)}` }),
     );
   }
 

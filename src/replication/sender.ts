@@ -6,7 +6,7 @@
 // outcome and wakes the other; nothing here polls.
 import { XLOG_BLCKSZ, type Lsn } from '../lsn.js';
 import type { ClientMessage, ReplicationConnection } from './connection.js';
-import { ReplicationError, ReplState } from './errors.js';
+import { PgError, SqlState } from '../pq/errors.js';
 import {
   allocXLogData,
   writeXLogDataHeaders,
@@ -18,7 +18,8 @@ import {
   StreamMessageError,
   XLOGDATA_WAL_OFFSET,
 } from '../pq/streaming.js';
-import { copyDone } from './pq.js';
+import { copyDone } from '../pq/backend.js';
+import { describeTag, FrontendTag } from '../pq/tags.js';
 import { WalReadError, WalSegmentMissingError, type ReaderHandle, type WaitTarget, type WalReader, type WalSource } from './source.js';
 
 /** PostgreSQL sends at most this much WAL per XLogData (16 pages of 8 KiB). */
@@ -60,25 +61,17 @@ export type StreamOutcome =
   /** Both sides sent CopyDone; the caller sends the command results and ReadyForQuery. */
   | { kind: 'done'; sentLsn: Lsn }
   /** An error to report (ErrorResponse, then ReadyForQuery unless it is FATAL). Nothing of it was sent yet. */
-  | { kind: 'error'; error: ReplicationError; sentLsn: Lsn }
+  | { kind: 'error'; error: PgError; sentLsn: Lsn }
   /** The session is over; on 'shutdown' the caller sends CommandComplete "COPY 0" before closing. */
   | { kind: 'closed'; reason: CloseReason; sentLsn: Lsn };
 
-const TAG_COPY_DATA = 0x64; // 'd'
-const TAG_COPY_DONE = 0x63; // 'c'
-const TAG_TERMINATE = 0x58; // 'X'
-
-function describeTag(t: number): string {
-  return t >= 0x20 && t < 0x7f ? String.fromCharCode(t) : `\\x${t.toString(16).padStart(2, '0')}`;
-}
-
 /** How a failed WAL read is reported: PostgreSQL's wording for a removed segment. */
-export function readFailure(err: unknown): ReplicationError {
+export function readFailure(err: unknown): PgError {
   if (err instanceof WalSegmentMissingError) {
-    return new ReplicationError(ReplState.UNDEFINED_FILE, `requested WAL segment ${err.segmentName} has already been removed`);
+    return new PgError({ code: SqlState.UNDEFINED_FILE, message: `requested WAL segment ${err.segmentName} has already been removed` });
   }
-  if (err instanceof WalReadError) return new ReplicationError(err.short ? ReplState.DATA_CORRUPTED : ReplState.IO_ERROR, err.message);
-  return new ReplicationError(ReplState.INTERNAL_ERROR, `could not read WAL: ${(err as Error)?.message ?? String(err)}`);
+  if (err instanceof WalReadError) return new PgError({ code: err.short ? SqlState.DATA_CORRUPTED : SqlState.IO_ERROR, message: err.message });
+  return new PgError({ code: SqlState.INTERNAL_ERROR, message: `could not read WAL: ${(err as Error)?.message ?? String(err)}` });
 }
 
 /** One XLogData message read from the source (or the reason it could not be). */
@@ -146,7 +139,7 @@ class WalStream {
     try {
       await loop();
     } catch (err) {
-      this.finish({ kind: 'error', error: new ReplicationError(ReplState.INTERNAL_ERROR, (err as Error)?.message ?? String(err)), sentLsn: this.sent });
+      this.finish({ kind: 'error', error: new PgError({ code: SqlState.INTERNAL_ERROR, message: (err as Error)?.message ?? String(err) }), sentLsn: this.sent });
     }
   }
 
@@ -302,26 +295,26 @@ class WalStream {
       this.lastRecvMs = Date.now();
       this.pingSent = false;
       switch (msg.tag) {
-        case TAG_COPY_DATA:
+        case FrontendTag.CopyData:
           this.onCopyData(msg.body);
           break;
-        case TAG_COPY_DONE:
+        case FrontendTag.CopyDone:
           // The client is done: answer with our CopyDone (unless sent already); COPY is over.
           this.endSending();
           this.finish({ kind: 'done', sentLsn: this.sent });
           return;
-        case TAG_TERMINATE:
+        case FrontendTag.Terminate:
           this.finish({ kind: 'closed', reason: 'terminate', sentLsn: this.sent });
           return;
         default:
-          this.protocolViolation(`unexpected message type "${describeTag(msg.tag)}"`);
+          this.protocolViolation(`unexpected message type "${describeTag(msg.tag, 'bare')}"`);
           return;
       }
     }
   }
 
   private protocolViolation(message: string): void {
-    this.finish({ kind: 'error', error: new ReplicationError(ReplState.PROTOCOL_VIOLATION, message, { severity: 'FATAL' }), sentLsn: this.sent });
+    this.finish({ kind: 'error', error: new PgError({ code: SqlState.PROTOCOL_VIOLATION, message, severity: 'FATAL' }), sentLsn: this.sent });
   }
 
   private onCopyData(body: Uint8Array): void {

@@ -1,12 +1,13 @@
 // What every connection handler shares: the timelines, the logger, the
-// daemon's settings, and the per-connection state (start-up parameters,
-// the timeline named in them).
+// daemon's settings and command table, and the per-connection state
+// (start-up parameters, the timeline named in them).
 import type { Logger } from '../log.js';
 import type { Authenticator } from '../pq/auth.js';
 import type { ServerConnection, StartupInfo } from '../pq/connection.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import { InvalidIdError, parseId, type TimelineKey } from '../timeline/ids.js';
 import type { TimelineRegistry } from '../timeline/registry.js';
+import type { CommandTable } from './dispatch.js';
 
 export interface ServerContext {
   registry: TimelineRegistry;
@@ -22,6 +23,8 @@ export interface ServerContext {
   auth?: Authenticator;
   /** Told about connection-level events (metrics). */
   observer?: ServerObserver;
+  /** The commands this daemon answers, by keyword. */
+  commands: CommandTable;
 }
 
 /** Watches the pq listener (the metrics registry implements it). */
@@ -58,7 +61,7 @@ function pick(info: StartupInfo, keys: string[]): string | undefined {
 
 /**
  * The tenant and timeline ids named in the start-up parameters (directly or
- * as `-c key=value` inside options). Anything but 32 hex digits is refused
+ * as settings inside options). Anything but 32 hex digits is refused
  * here, before any file is looked at.
  */
 export function namedTimeline(info: StartupInfo): NamedTimeline {

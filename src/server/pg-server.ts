@@ -5,11 +5,11 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { randomInt } from 'node:crypto';
 import { version } from '../version.js';
 import { ServerConnection, type StartupInfo } from '../pq/connection.js';
-import { FrontendTag } from '../pq/backend.js';
+import { describeTag, FrontendTag } from '../pq/tags.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import type { TimelineKey } from '../timeline/ids.js';
 import { namedTimeline, type ClientSession, type ServerContext } from './context.js';
-import { runQuery } from './commands.js';
+import { runQuery } from './dispatch.js';
 import { toPgError } from './errors.js';
 
 export interface ListenAddress {
@@ -129,7 +129,7 @@ export class PgServer {
           return;
         }
         if (m.tag !== FrontendTag.Query) {
-          conn.fatal(PgError.protocol(`unsupported frontend message type ${describeTag(m.tag)}: only simple queries are accepted`));
+          conn.fatal(PgError.protocol(`unsupported frontend message type ${describeTag(m.tag, 'quoted')}: only simple queries are accepted`));
           return;
         }
         const nul = m.body.indexOf(0);
@@ -204,10 +204,6 @@ export class PgServer {
     clearTimeout(timer);
     await this.closedListener;
   }
-}
-
-function describeTag(tag: number): string {
-  return tag >= 0x20 && tag < 0x7f ? `'${String.fromCharCode(tag)}'` : `0x${tag.toString(16).padStart(2, '0')}`;
 }
 
 /** A listen failure as one readable line. */

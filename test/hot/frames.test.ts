@@ -1,6 +1,6 @@
 import t from 'tap';
 import {
-  DEFAULT_MAX_MESSAGE,
+  DEFAULT_MAX_FRAME_LENGTH,
   FrameError,
   MessageFramer,
   MessageFramerTs,
@@ -34,8 +34,8 @@ const FIXTURES = [
   { name: 'Terminate', bytes: hex('58 00000004'), tag: 0x58, body: hex('') },
 ];
 const STREAM = Buffer.concat(FIXTURES.map((f) => f.bytes));
-// 0x00100401 in the error fixtures below is DEFAULT_MAX_MESSAGE + 1.
-if (DEFAULT_MAX_MESSAGE !== 0x00100400) throw new Error('the fixtures assume DEFAULT_MAX_MESSAGE = 1 MiB + 1 KiB');
+// 0x00100401 in the error fixtures below is DEFAULT_MAX_FRAME_LENGTH + 1.
+if (DEFAULT_MAX_FRAME_LENGTH !== 0x00100400) throw new Error('the fixtures assume DEFAULT_MAX_FRAME_LENGTH = 1 MiB + 1 KiB');
 
 const FRAMERS: Array<[string, (o?: FramerOptions) => Framer]> = [
   ['MessageFramer (wasm)', (o) => new MessageFramer(o)],
@@ -232,7 +232,7 @@ t.test('bad lengths are errors with the right code and offset', async (t) => {
       bytes: Buffer.concat([q, hex('64 00100401')]),
       code: 'length-too-large',
       offset: q.length,
-      length: DEFAULT_MAX_MESSAGE + 1,
+      length: DEFAULT_MAX_FRAME_LENGTH + 1,
       tag: 0x64,
     },
     { name: '0x7fffffff', bytes: hex('64 7fffffff 00'), code: 'length-too-large', offset: 0, length: 0x7fffffff, tag: 0x64 },
@@ -322,7 +322,7 @@ function randomStream(next: () => number): { bytes: Buffer; max: number } {
   } else if (roll < 0.55) {
     bytes = bytes.subarray(0, Math.floor(next() * (bytes.length + 1)));
   }
-  const max = next() < 0.3 ? 4 + Math.floor(next() * 200) : DEFAULT_MAX_MESSAGE;
+  const max = next() < 0.3 ? 4 + Math.floor(next() * 200) : DEFAULT_MAX_FRAME_LENGTH;
   return { bytes, max };
 }
 

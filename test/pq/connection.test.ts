@@ -188,3 +188,43 @@ t.test('a client that never finishes start-up is dropped', async (t) => {
   t.match(f.M, /timeout/);
   await c.expectClosed();
 });
+
+t.test('receive(signal): an abort rejects with its reason and consumes nothing', async (t) => {
+  const outcome: { aborted?: unknown; next?: string } = {};
+  const done = new Promise<void>((resolve) => {
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
+      const conn = new ServerConnection(socket, { log: silentLogger(), serverParams: () => [] });
+      void (async () => {
+        if (!(await conn.handshake())) return;
+        const ac = new AbortController();
+        const reason = new Error('stop waiting');
+        setTimeout(() => ac.abort(reason), 50);
+        await conn.receive(ac.signal).then(
+          () => {},
+          (err: unknown) => {
+            outcome.aborted = err === reason;
+          },
+        );
+        // The client sends its query only after the abort: the next receive gets it.
+        socket.write(commandComplete('ABORTED'));
+        const m = await conn.receive();
+        outcome.next = m.body.subarray(0, m.body.length - 1).toString();
+        conn.close();
+        resolve();
+      })();
+    });
+    server.listen(0, '127.0.0.1', () => {
+      void (async () => {
+        const c = await RawClient.connect((server.address() as AddressInfo).port);
+        await c.startup({ user: 'u' });
+        await c.readUntil('C');
+        c.write(query('AFTER'));
+        await c.expectClosed();
+      })();
+    });
+    t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  });
+  await done;
+  t.equal(outcome.aborted, true, 'rejected with the signal reason');
+  t.equal(outcome.next, 'AFTER', 'the message after the abort goes to the next receive');
+});

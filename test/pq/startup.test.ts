@@ -1,7 +1,7 @@
 // Start-up packets and the `options` syntax, from bytes real clients send.
 import t from 'tap';
 import { PgError } from '../../src/pq/errors.js';
-import { decodeStartupPacket, parseOptions, splitOptions, StartupReader } from '../../src/pq/startup.js';
+import { decodeStartupPacket, parseStartupOptions, splitOptions, StartupReader } from '../../src/pq/startup.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const ascii = (s: string): string => Buffer.from(s, 'latin1').toString('hex');
@@ -47,7 +47,7 @@ t.test('malformed start-up packets are protocol errors', async (t) => {
 });
 
 t.test('options: several -c key=value, PostgreSQL word splitting and escapes', async (t) => {
-  const o = parseOptions('-c ztenantid=ab -c ztimelineid=cd   -capplication_name=x --work-mem=4MB');
+  const o = parseStartupOptions('-c ztenantid=ab -c ztimelineid=cd   -capplication_name=x --work-mem=4MB');
   t.same([...o], [
     ['ztenantid', 'ab'],
     ['ztimelineid', 'cd'],
@@ -55,10 +55,36 @@ t.test('options: several -c key=value, PostgreSQL word splitting and escapes', a
     ['work_mem', '4MB'],
   ]);
   t.same(splitOptions('a\\ b  c\\\\d'), ['a b', 'c\\d']);
-  t.same([...parseOptions('-c search_path=a\\ b')], [['search_path', 'a b']]);
-  t.same([...parseOptions('')], []);
+  t.same([...parseStartupOptions('-c search_path=a\\ b')], [['search_path', 'a b']]);
+  t.same([...parseStartupOptions('')], []);
   for (const bad of ['-c', '-c novalue', 'plain', '-x y', '-c =v']) {
-    t.throws(() => parseOptions(bad), PgError, `refuses "${bad}"`);
+    t.throws(() => parseStartupOptions(bad), PgError, `refuses "${bad}"`);
+  }
+});
+
+t.test("options: the 2021 compute's form, one -c and then bare name=value words", async (t) => {
+  const tl = '0123456789abcdef0123456789abcdef';
+  const tenant = 'fedcba9876543210fedcba9876543210';
+  t.same([...parseStartupOptions(`-c ztimelineid=${tl} ztenantid=${tenant}`)], [
+    ['ztimelineid', tl],
+    ['ztenantid', tenant],
+  ]);
+  t.same([...parseStartupOptions(`ztenantid=${tenant} ztimelineid=${tl}`)], [
+    ['ztenantid', tenant],
+    ['ztimelineid', tl],
+  ], 'bare pairs without any -c');
+  t.same([...parseStartupOptions('-c a=b c=d --e-f=g -ch=i j=')], [
+    ['a', 'b'],
+    ['c', 'd'],
+    ['e_f', 'g'],
+    ['h', 'i'],
+    ['j', ''],
+  ], 'mixed with the strict forms');
+  t.same([...parseStartupOptions('a=x=y')], [['a', 'x=y']], 'the value runs to the end of the word');
+  for (const bad of ['=v', '-x=1', '-c a=b plain', '-c a=b -c']) {
+    const err = t.throws(() => parseStartupOptions(bad), PgError, `refuses "${bad}"`) as unknown as PgError;
+    t.equal(err.code, '42601');
+    t.ok(err.fatal);
   }
 });
 

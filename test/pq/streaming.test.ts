@@ -29,11 +29,11 @@ import {
   copyDone,
   dataRow,
   errorResponse,
-  int8Column,
+  int8Field,
   readyForQuery,
   rowDescription,
-  textColumn,
-} from '../../src/replication/pq.js';
+  textField,
+} from '../../src/pq/backend.js';
 import { U64_MAX } from '../../src/protocol/layout.js';
 import { FakeConn, fx, MemWalSource } from '../replication/helpers.js';
 
@@ -71,21 +71,21 @@ t.test('fixture helper', async (t) => {
 
 t.test('result-set builders match the observed bytes', async (t) => {
   t.same(
-    rowDescription([textColumn('systemid'), { name: 'timeline', typeOid: 23, typeLen: 4, typmod: -1 }, textColumn('xlogpos'), textColumn('dbname')]),
+    rowDescription([textField('systemid'), { name: 'timeline', typeOid: 23, typeLen: 4, typeMod: -1 }, textField('xlogpos'), textField('dbname')]),
     fx(IDENTIFY_T),
   );
   t.same(dataRow(['7711737127714501519', '1', '0/15007C8', null]), fx(IDENTIFY_D));
   t.same(commandComplete('IDENTIFY_SYSTEM'), fx(IDENTIFY_C));
   t.same(readyForQuery(), fx(Z_IDLE));
-  t.same(rowDescription([textColumn('wal_segment_size')]), fx(SHOW_SEGSIZE_T));
+  t.same(rowDescription([textField('wal_segment_size')]), fx(SHOW_SEGSIZE_T));
   t.same(dataRow(['16MB']), fx(SHOW_SEGSIZE_D));
   t.same(commandComplete('SHOW'), fx(SHOW_C));
-  t.same(rowDescription([textColumn('slot_type'), textColumn('restart_lsn'), int8Column('restart_tli')]), fx(READ_SLOT_T));
+  t.same(rowDescription([textField('slot_type'), textField('restart_lsn'), int8Field('restart_tli')]), fx(READ_SLOT_T));
   t.same(dataRow([null, null, null]), fx('44 00000012 0003 ffffffff ffffffff ffffffff'));
   t.same(dataRow(['physical', null, null]), fx(READ_SLOT_D_PHYSICAL));
-  t.same(rowDescription([textColumn('filename', 0), textColumn('content', 0)]), fx(HISTORY_T));
+  t.same(rowDescription([textField('filename', 0), textField('content', 0)]), fx(HISTORY_T));
   t.same(dataRow(['00000002.history', Buffer.from(HISTORY_CONTENT)]), fx(HISTORY_D));
-  t.same(rowDescription([int8Column('next_tli'), textColumn('next_tli_startpos')]), fx(NEXT_TLI_T));
+  t.same(rowDescription([int8Field('next_tli'), textField('next_tli_startpos')]), fx(NEXT_TLI_T));
 });
 
 t.test('COPY BOTH framing and the ends of a stream', async (t) => {

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { parseLsn } from '../../src/lsn.js';
 import { isReplicationCommand, parseReplicationCommand, SQL_NOT_SUPPORTED, tryParseReplicationCommand } from '../../src/replication/commands.js';
-import { ReplicationError } from '../../src/replication/errors.js';
+import { PgError } from '../../src/pq/errors.js';
 
 function err(sql: string): { code: string; message: string } {
   const r = tryParseReplicationCommand(sql);
@@ -180,7 +180,7 @@ t.test('syntax errors: 42601 with PostgreSQL messages', async (t) => {
   t.same(err('DROP_REPLICATION_SLOT x NOWAIT'), SYNTAX);
   t.same(err('BASE_BACKUP LABEL x'), SYNTAX);
   const thrown = t.throws(() => parseReplicationCommand('SHOW')) as unknown;
-  t.ok(thrown instanceof ReplicationError);
+  t.ok(thrown instanceof PgError);
 });
 
 t.test('slot options: parenthesised and the old words', async (t) => {

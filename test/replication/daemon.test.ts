@@ -1,7 +1,7 @@
 // The replication side inside the real daemon (Daemon, PgServer, Timeline,
 // registry), in-process: a timeline directory holding a PostgreSQL
 // primary's segments and a control file is loaded at start-up, and real
-// pg_receivewal streams it through registerReplicationCommands().
+// pg_receivewal streams it through the daemon's replication commands.
 import t from 'tap';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import { silentLogger } from '../../src/log.js';
 import { formatLsn, segmentFileName, segmentFloor, segmentNumber } from '../../src/lsn.js';
 import { SAFEKEEPER_MAGIC } from '../../src/protocol/layout.js';
 import type { SafeKeeperInfo } from '../../src/protocol/types.js';
-import { registerReplicationCommands, timelineWalSource } from '../../src/replication/daemon.js';
+import { timelineWalSource } from '../../src/replication/daemon.js';
 import { ControlFile } from '../../src/storage/control.js';
 import { idToBytes } from '../../src/timeline/ids.js';
 import { pgTempDir, runPg } from '../helpers/pg.js';
@@ -54,13 +54,8 @@ t.test('pg_receivewal streams a daemon timeline, following commit_lsn', async (t
   };
   new ControlFile(dir, true).persist(state);
 
-  const shutdown = new AbortController();
-  registerReplicationCommands({ shutdown: shutdown.signal });
   const daemon = await Daemon.start({ dataDir: root, listenPg: { host: '127.0.0.1', port: 0 }, listenHttp: null, noSync: true, log: silentLogger() });
-  t.teardown(async () => {
-    shutdown.abort();
-    await daemon.stop();
-  });
+  t.teardown(() => daemon.stop());
   const port = daemon.pgAddress!.port;
   const tl = daemon.registry.get({ tenantId: TENANT, timelineId: TIMELINE })!;
   t.equal(tl.syncedLsn, p.end, 'the daemon found the end of the stored WAL');

@@ -6,7 +6,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { ClientMessage, ReplicationConnection } from '../../src/replication/connection.js';
 import { handleReplicationQuery, type ReplicationOptions } from '../../src/replication/handler.js';
-import { errorResponse, readyForQuery } from '../../src/replication/pq.js';
+import { errorResponse, readyForQuery } from '../../src/pq/backend.js';
 import type { WalSource } from '../../src/replication/source.js';
 import { message } from '../../src/pq/buffer.js';
 

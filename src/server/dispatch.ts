@@ -1,11 +1,11 @@
 // Simple-query command dispatch. A command is recognised by its first word
-// (upper case, as the real walsender's grammar wants); anything else is
+// (upper case, as the real walsender's grammar wants) and looked up in the
+// command table the daemon put in the server context; anything else is
 // answered as PostgreSQL's physical walsender answers SQL (0A000), and the
 // connection stays usable.
 import { emptyQueryResponse } from '../pq/backend.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import type { ClientSession } from './context.js';
-import { startWalPush } from './walpush.js';
 
 /**
  * A command handler sends its own result messages. It returns true when the
@@ -15,20 +15,8 @@ import { startWalPush } from './walpush.js';
  */
 export type CommandHandler = (cs: ClientSession, args: string, query: string) => Promise<boolean | 'ready-sent'>;
 
-const commands = new Map<string, CommandHandler>();
-
-/** Register a command by its keyword (e.g. "IDENTIFY_SYSTEM"). */
-export function registerCommand(keyword: string, handler: CommandHandler): void {
-  commands.set(keyword, handler);
-}
-
-registerCommand('START_WAL_PUSH', async (cs, args) => {
-  if (args !== '') {
-    throw new PgError({ code: SqlState.SYNTAX_ERROR, message: `syntax error: START_WAL_PUSH takes no arguments, got "${args}"` });
-  }
-  // The session sends its own CommandComplete + ReadyForQuery when the stream ends normally.
-  return (await startWalPush(cs)) ? 'ready-sent' : false;
-});
+/** The handlers by keyword (e.g. "IDENTIFY_SYSTEM"); each daemon builds its own. */
+export type CommandTable = ReadonlyMap<string, CommandHandler>;
 
 /** Split a query into its keyword and the rest, without one trailing ';'. */
 export function parseCommand(query: string): { keyword: string; args: string } {
@@ -47,7 +35,7 @@ export async function runQuery(cs: ClientSession, query: string): Promise<boolea
     cs.conn.readyForQuery();
     return true;
   }
-  const handler = commands.get(keyword);
+  const handler = cs.ctx.commands.get(keyword);
   if (!handler) {
     const physical = cs.info.replication === 'physical';
     throw new PgError({

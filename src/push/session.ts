@@ -10,7 +10,8 @@
 // sync.
 import type { AcceptorSession } from '../acceptor/acceptor.js';
 import { formatLsn, type Lsn } from '../lsn.js';
-import { commandComplete, copyBothResponse, copyData, copyDone, FrontendTag, readyForQuery } from '../pq/backend.js';
+import { commandComplete, copyBothResponse, copyData, copyDone, readyForQuery } from '../pq/backend.js';
+import { FrontendTag } from '../pq/tags.js';
 import { ConnectionClosed, type Message } from '../pq/connection.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import { formatNodeId } from '../protocol/node-id.js';
@@ -25,8 +26,9 @@ import {
 import { idFromBytes, type TimelineKey } from '../timeline/ids.js';
 import type { DurabilityListener, PushSessionView, Timeline } from '../timeline/timeline.js';
 import { TimelineFailedError } from '../timeline/timeline.js';
-import type { ClientSession } from './context.js';
-import { ioSqlState, toPgError } from './errors.js';
+import type { ClientSession } from '../server/context.js';
+import type { CommandHandler } from '../server/dispatch.js';
+import { ioSqlState, toPgError } from '../server/errors.js';
 
 interface PendingResponse {
   through: Lsn;
@@ -328,7 +330,15 @@ export class WalPushSession implements DurabilityListener {
   }
 }
 
-/** The START_WAL_PUSH command. */
-export async function startWalPush(cs: ClientSession): Promise<boolean> {
-  return new WalPushSession(cs).run();
+const startWalPush: CommandHandler = async (cs, args) => {
+  if (args !== '') {
+    throw new PgError({ code: SqlState.SYNTAX_ERROR, message: `syntax error: START_WAL_PUSH takes no arguments, got "${args}"` });
+  }
+  // The session sends its own CommandComplete + ReadyForQuery when the stream ends normally.
+  return (await new WalPushSession(cs).run()) ? 'ready-sent' : false;
+};
+
+/** The START_WAL_PUSH command, for a daemon's command table. */
+export function walPushCommands(): Map<string, CommandHandler> {
+  return new Map([['START_WAL_PUSH', startWalPush]]);
 }
