@@ -4,7 +4,7 @@ import { Daemon, DaemonStartError } from '../daemon/daemon.js';
 import { createLogger } from '../log.js';
 import type { ListenAddress } from '../server/pg-server.js';
 import { CommandError, UsageError } from './errors.js';
-import { parseOptions, showHelp } from './options.js';
+import { parseCommandLine, showHelp } from './options.js';
 
 export const DEFAULT_DATA_DIR = '.walkeeper';
 export const DEFAULT_LISTEN_PG = '127.0.0.1:5454';
@@ -51,7 +51,7 @@ export function parseListenAddress(text: string, option: string): ListenAddress 
 }
 
 export function parseRunArgs(argv: string[]): RunOptions | 'help' {
-  const parsed = parseOptions(argv, {
+  const parsed = parseCommandLine(argv, {
     command: 'run',
     options: {
       dataDir: {
