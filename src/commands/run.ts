@@ -19,7 +19,8 @@ options:
                           a directory given explicitly must exist)
   --listen-pg HOST:PORT   PostgreSQL protocol listener (default ${DEFAULT_LISTEN_PG})
   --listen-http HOST:PORT HTTP admin listener (default ${DEFAULT_LISTEN_HTTP})
-  --id N                  this safekeeper's node id (stored in DIR/safekeeper.id)
+  --id N                  this safekeeper's node id (stored in DIR/safekeeper.id;
+                          default: the stored one, or a new one on the first start)
   --no-sync               acknowledge WAL without fsync (unsafe: for tests and benchmarks)
   --auth-public-key PATH  require tokens: Ed25519 public key(s), PEM; clients send a JWT
                           as the pg password and as "Authorization: Bearer" on HTTP
