@@ -8,7 +8,6 @@ import {
   commonPrefix,
   elect,
   lastRecordEndAtOrBefore,
-  prng,
   PushClient,
   realWal,
   startDaemon,
@@ -17,13 +16,14 @@ import {
   TENANT,
   TIMELINE,
 } from './helpers.js';
+import { xorshift32 } from '../helpers/support.js';
 
 const KILLS = Number(process.env.WALKEEPER_KILL9_ROUNDS ?? 24);
 
 t.test(`kill -9 at ${KILLS} random moments during a push`, async (t) => {
   const wal = await realWal(t);
   const dataDir = tempDir(t);
-  const rnd = prng(0xdecafbad);
+  const rnd = xorshift32(0xdecafbad);
   const len = Number(wal.endLsn - wal.startLsn);
   let highestAcked: Lsn = wal.startLsn;
   let pgPort: number | undefined;

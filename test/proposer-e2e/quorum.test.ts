@@ -15,25 +15,23 @@
 //    primary's pg_wal from the first segment up to the commit position.
 import t from 'tap';
 import { formatLsn, parseLsn } from '../../src/lsn.js';
-import { prng } from '../daemon/helpers.js';
 import {
   makeSynchronous,
   readWal,
   reportedFlush,
-  sleep,
   startQuorum,
   startStandby,
-  waitFor,
   Workload,
   type Safekeeper,
 } from './harness.js';
+import { sleep, waitFor, xorshift32 } from '../helpers/support.js';
 
 const seed = Number(process.env.WK_QUORUM_SEED ?? Date.now() % 1_000_000);
 const RANDOM_PHASE_MS = Number(process.env.WK_QUORUM_RANDOM_MS ?? 20_000);
 
 t.test('commits through a quorum of three survive safekeeper and proposer crashes', async (t) => {
   t.comment(`seed ${seed} (WK_QUORUM_SEED to repeat)`);
-  const rnd = prng(seed);
+  const rnd = xorshift32(seed);
   const q = await startQuorum(t, { proposerArgs: ['--max-buffer', '1MB'] });
   const { primary, safekeepers: sks, proposer, segSize } = q;
   await primary.pgbench(['-i', '-s', '1', '-q']);

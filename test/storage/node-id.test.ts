@@ -1,18 +1,12 @@
 // The node id file (src/storage/node-id.ts).
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { tempDir } from '../helpers/support.js';
 import { newNodeId, NODE_ID_FILE, NodeIdFileError, readNodeId, writeNodeId } from '../../src/storage/node-id.js';
 
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'wk-id-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 t.test('absent, written, read back', async (t) => {
-  const dir = tempDir();
+  const dir = tempDir(t, 'wk-id-');
   t.equal(readNodeId(dir), null, 'none before the first write');
   writeNodeId(dir, 281474976710655);
   t.equal(readFileSync(join(dir, NODE_ID_FILE), 'utf8'), '281474976710655\n', 'decimal, one line');
@@ -20,7 +14,7 @@ t.test('absent, written, read back', async (t) => {
 });
 
 t.test('a file holding something else is refused', async (t) => {
-  const dir = tempDir();
+  const dir = tempDir(t, 'wk-id-');
   writeFileSync(join(dir, NODE_ID_FILE), '-1\n');
   t.throws(() => readNodeId(dir), NodeIdFileError);
 });
