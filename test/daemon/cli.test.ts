@@ -7,6 +7,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { freePort } from '../helpers/pg.js';
 import { BIN, runCli, startDaemon, tempDir, type DaemonProc } from './helpers.js';
+import { until } from '../helpers/support.js';
 
 /** The single line a failed start prints on stderr. */
 function oneLine(stderr: string): string {
@@ -100,7 +101,7 @@ t.test('defaults: ./.walkeeper is created; SIGINT and SIGTERM stop cleanly with 
     let out = '';
     p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-    for (let i = 0; i < 200 && !out.includes('walkeeper ready'); i++) await new Promise((r) => setTimeout(r, 50));
+    await until('walkeeper ready', () => out.includes('walkeeper ready'), 30_000, 50);
     t.ok(existsSync(join(cwd, '.walkeeper', 'safekeeper.pid')), `${sig}: default data dir created and locked`);
     t.equal(readFileSync(join(cwd, '.walkeeper', 'safekeeper.id'), 'utf8').trim(), '7', '--id stored');
     const status = (await (await fetch(`http://127.0.0.1:${httpPort}/v1/status`)).json()) as Record<string, unknown>;
@@ -174,7 +175,7 @@ t.test('pretty logs on request', async (t) => {
   let out = '';
   p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-  for (let i = 0; i < 200 && !out.includes('walkeeper ready'); i++) await new Promise((r) => setTimeout(r, 50));
+  await until('walkeeper ready', () => out.includes('walkeeper ready'), 30_000, 50);
   t.match(out, /INFO.*walkeeper ready/);
   t.throws(() => JSON.parse(out.split('\n')[0]));
   p.kill('SIGTERM');
