@@ -7,6 +7,13 @@
 //   "-" alone and anything not starting with "-" is a positional argument.
 // Values are checked as they are met, so the first bad argument is the one
 // reported.
+//
+// Node's util.parseArgs splits the arguments into tokens. It runs non-strict
+// because its strict mode refuses a value starting with "-", stops at its own
+// first complaint before our value checks run (so not always at the first bad
+// argument) and words its errors differently; the checks it would make are
+// made below, token by token, with our messages.
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { UsageError } from './errors.js';
 
 /** An option that takes a value. */
@@ -49,51 +56,69 @@ export interface ParsedArgs<S> {
   positionals: string[];
 }
 
-/** The parsed arguments, or 'help' for -h/--help. Bad usage throws UsageError (exit 2). */
-export function parseOptions<const S extends Record<string, OptionSpec>>(argv: readonly string[], spec: CommandSpec<S>): ParsedArgs<S> | 'help' {
-  const hint = `(try "walkeeper ${spec.command} --help")`;
-  const byName = new Map<string, [string, OptionSpec]>();
-  const values: Record<string, unknown> = {};
-  for (const [key, opt] of Object.entries(spec.options)) {
-    for (const name of opt.names) byName.set(name, [key, opt]);
-    values[key] = opt.value ? undefined : false;
+const HELP = 'help';
+
+/**
+ * Our declarations as parseArgs options: one per long name (aliases map back
+ * to the same key), each one-letter name attached as the `short` of a long
+ * name of its option.
+ */
+function toParseArgsOptions(options: Record<string, OptionSpec>): { config: ParseArgsOptionsConfig; keyOf: Map<string, string> } {
+  const config: ParseArgsOptionsConfig = { [HELP]: { type: 'boolean', short: 'h' } };
+  const keyOf = new Map<string, string>();
+  for (const [key, opt] of Object.entries(options)) {
+    const type = opt.value ? 'string' : 'boolean';
+    const longs = opt.names.filter((n) => n.startsWith('--')).map((n) => n.slice(2));
+    for (const long of longs) {
+      config[long] = { type };
+      keyOf.set(long, key);
+    }
+    for (const short of opt.names.filter((n) => !n.startsWith('--'))) {
+      const long = longs.find((l) => config[l].short === undefined);
+      if (short.length !== 2 || long === undefined) throw new Error(`option ${key}: "${short}" needs a long name of its own to attach to`);
+      config[long].short = short.slice(1);
+    }
   }
+  return { config, keyOf };
+}
+
+/** The parsed arguments, or 'help' for -h/--help. Bad usage throws UsageError (exit 2). */
+export function parseCommandLine<const S extends Record<string, OptionSpec>>(argv: readonly string[], spec: CommandSpec<S>): ParsedArgs<S> | 'help' {
+  const hint = `(try "walkeeper ${spec.command} --help")`;
+  const { config, keyOf } = toParseArgsOptions(spec.options);
+  const { tokens } = parseArgs({ args: [...argv], options: config, strict: false, allowPositionals: true, tokens: true });
+  const values: Record<string, unknown> = {};
+  for (const [key, opt] of Object.entries(spec.options)) values[key] = opt.value ? undefined : false;
   const wanted = spec.positionals ?? [];
   const positionals: string[] = [];
   const seen = new Set<string>();
   let help = false;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (!arg.startsWith('-') || arg === '-') {
-      positionals.push(arg);
+  for (const token of tokens) {
+    if (token.kind === 'positional') {
+      positionals.push(token.value);
       if (positionals.length > wanted.length && !spec.helpLast) break;
       continue;
     }
-    let name = arg;
-    let inline: string | undefined;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    if (eq !== -1) {
-      name = arg.slice(0, eq);
-      inline = arg.slice(eq + 1);
-    } else if (!arg.startsWith('--') && arg.length > 2 && byName.get(arg.slice(0, 2))?.[1].value) {
-      // -DVALUE
-      name = arg.slice(0, 2);
-      inline = arg.slice(2);
+    const arg = argv[token.index];
+    // "--" ends options for parseArgs; ours has no such form. A bundle of
+    // one-letter flags (-vx) is split by parseArgs; ours takes them whole.
+    if (token.kind === 'option-terminator' || (arg !== token.rawName && !token.inlineValue)) {
+      throw new UsageError(`unknown option "${arg}" ${hint}`);
     }
-    if (name === '-h' || name === '--help') {
+    const name = token.rawName;
+    if (token.name === HELP) {
       if (!spec.helpLast) return 'help';
       help = true;
       continue;
     }
-    const found = byName.get(name);
-    if (!found) throw new UsageError(`unknown option "${arg}" ${hint}`);
-    const [key, opt] = found;
-    const text = opt.value ? (inline ?? argv[++i]) : undefined;
-    if (opt.value && text === undefined) throw new UsageError(`${name} needs a value`);
-    if (!opt.value && inline !== undefined) throw new UsageError(`${name} takes no value`);
+    const key = keyOf.get(token.name);
+    if (key === undefined) throw new UsageError(`unknown option "${arg}" ${hint}`);
+    const opt = spec.options[key];
+    if (opt.value && token.value === undefined) throw new UsageError(`${name} needs a value`);
+    if (!opt.value && token.inlineValue) throw new UsageError(`${name} takes no value`);
     if (spec.once && seen.has(key)) throw new UsageError(`${name} given twice`);
     seen.add(key);
-    values[key] = text === undefined ? true : opt.value && opt.parse ? opt.parse(text, name) : text;
+    values[key] = token.value === undefined ? true : opt.value && opt.parse ? opt.parse(token.value, name) : token.value;
   }
   if (help) return 'help';
   if (positionals.length > wanted.length) throw new UsageError(`unexpected argument "${positionals[wanted.length]}" ${hint}`);

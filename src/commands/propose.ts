@@ -7,7 +7,7 @@ import { ConnStringError, resolveConnString, type ConnTarget } from '../proposer
 import { SLOT_NAME } from '../proposer/primary.js';
 import { LostLeadershipError, QuorumProposer, type SafekeeperAddress } from '../proposer/quorum.js';
 import { CommandError, UsageError } from './errors.js';
-import { parseOptions, showHelp } from './options.js';
+import { parseCommandLine, showHelp } from './options.js';
 import { parseListenAddress } from './run.js';
 
 export const DEFAULT_SLOT = 'walkeeper';
@@ -67,7 +67,7 @@ function parseSize(text: string, option: string): number {
 }
 
 export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
-  const parsed = parseOptions(argv, {
+  const parsed = parseCommandLine(argv, {
     command: 'propose',
     once: true,
     options: {

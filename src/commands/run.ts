@@ -4,7 +4,7 @@ import { Daemon, DaemonStartError } from '../daemon/daemon.js';
 import { createLogger } from '../log.js';
 import type { ListenAddress } from '../server/pg-server.js';
 import { CommandError, UsageError } from './errors.js';
-import { parseOptions, showHelp } from './options.js';
+import { parseCommandLine, showHelp } from './options.js';
 
 export const DEFAULT_DATA_DIR = '.walkeeper';
 export const DEFAULT_LISTEN_PG = '127.0.0.1:5454';
@@ -19,7 +19,8 @@ options:
                           a directory given explicitly must exist)
   --listen-pg HOST:PORT   PostgreSQL protocol listener (default ${DEFAULT_LISTEN_PG})
   --listen-http HOST:PORT HTTP admin listener (default ${DEFAULT_LISTEN_HTTP})
-  --id N                  this safekeeper's node id (stored in DIR/safekeeper.id)
+  --id N                  this safekeeper's node id (stored in DIR/safekeeper.id;
+                          default: the stored one, or a new one on the first start)
   --no-sync               acknowledge WAL without fsync (unsafe: for tests and benchmarks)
   --auth-public-key PATH  require tokens: Ed25519 public key(s), PEM; clients send a JWT
                           as the pg password and as "Authorization: Bearer" on HTTP
@@ -51,7 +52,7 @@ export function parseListenAddress(text: string, option: string): ListenAddress 
 }
 
 export function parseRunArgs(argv: string[]): RunOptions | 'help' {
-  const parsed = parseOptions(argv, {
+  const parsed = parseCommandLine(argv, {
     command: 'run',
     options: {
       dataDir: {

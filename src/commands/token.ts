@@ -5,7 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadPrivateKey, signToken, type TokenClaims } from '../auth/jwt.js';
 import { ID_HEX } from '../timeline/ids.js';
 import { CommandError, UsageError } from './errors.js';
-import { parseOptions, showHelp } from './options.js';
+import { parseCommandLine, showHelp } from './options.js';
 
 const HELP = `usage: walkeeper token --private-key PATH [--scope SCOPE] [--tenant-id ID] [--expires-in DURATION]
        walkeeper token --new-key-pair PREFIX
@@ -55,7 +55,7 @@ function newKeyPair(prefix: string): number {
 }
 
 export async function tokenCommand(argv: string[]): Promise<number> {
-  const parsed = parseOptions(argv, {
+  const parsed = parseCommandLine(argv, {
     command: 'token',
     options: {
       privateKey: { names: ['--private-key'], value: true },

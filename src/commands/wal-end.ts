@@ -4,7 +4,7 @@ import { formatLsn } from '../lsn.js';
 import { WalDirError } from '../wal/errors.js';
 import { findWalEnd, type WalEndResult } from '../wal/wal-end.js';
 import { CommandError, UsageError } from './errors.js';
-import { parseOptions, showHelp } from './options.js';
+import { parseCommandLine, showHelp } from './options.js';
 
 const USAGE = `usage: walkeeper wal-end DIR [--wal-seg-size BYTES] [--timeline N] [--json]
 
@@ -37,7 +37,7 @@ function parseInteger(text: string, option: string): number {
 }
 
 export function parseWalEndArgs(argv: string[]): WalEndArgs {
-  const parsed = parseOptions(argv, {
+  const parsed = parseCommandLine(argv, {
     command: 'wal-end',
     positionals: ['DIR'],
     helpLast: true,

@@ -1,8 +1,8 @@
 // The safekeeper daemon: data directory lock, node id, timelines (each
 // one's end of WAL found at start), the PostgreSQL-protocol listener and
 // the HTTP listener; and an orderly stop.
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { JwtVerifier } from '../auth/jwt.js';
 import { pgTokenAuth } from '../auth/pg.js';
@@ -11,7 +11,7 @@ import { Metrics } from '../metrics/metrics.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import type { Logger } from '../log.js';
 import { DataDirLock, LockHeldError } from '../storage/lock.js';
-import { writeFileDurableSync } from '../storage/fsutil.js';
+import { newNodeId, nodeIdPath, readNodeId, writeNodeId } from '../storage/node-id.js';
 import { TimelineRegistry } from '../timeline/registry.js';
 import { walPushCommands } from '../push/session.js';
 import { replicationCommands, timelineWalSource } from '../replication/daemon.js';
@@ -20,15 +20,14 @@ import type { ServerContext } from '../server/context.js';
 import type { CommandTable } from '../server/dispatch.js';
 import { defaultServerVersion, listenError, PgServer, type ListenAddress } from '../server/pg-server.js';
 
-export const ID_FILE = 'safekeeper.id';
-
 export interface DaemonOptions {
   dataDir: string;
   /** Create the data directory when it does not exist (the default ./.walkeeper). */
   createDataDir?: boolean;
   listenPg: ListenAddress;
   listenHttp: ListenAddress | null;
-  /** --id: this node's id; written to safekeeper.id on first use, must match it later. */
+  /** --id: this node's id; written to safekeeper.id on first use, must match it later.
+   * Without it the stored id is used, or a new one is made and stored. */
   id?: number;
   noSync?: boolean;
   log: Logger;
@@ -240,27 +239,22 @@ export class Daemon {
     if (!st.isDirectory()) throw new DaemonStartError(`data directory ${dir} is not a directory`);
   }
 
-  private resolveNodeId(dir: string): number | null {
-    const path = join(dir, ID_FILE);
-    let stored: number | null = null;
-    if (existsSync(path)) {
-      const text = readFileSync(path, 'utf8').trim();
-      if (!/^\d+$/.test(text)) throw new DaemonStartError(`${path} does not hold a node id: "${text.slice(0, 40)}"`);
-      stored = Number(text);
-    }
+  private resolveNodeId(dir: string): number {
+    const path = nodeIdPath(dir);
+    const stored = readNodeId(dir);
     const want = this.opts.id;
-    if (want === undefined) return stored;
-    if (stored !== null && stored !== want) {
+    if (want !== undefined && stored !== null && stored !== want) {
       throw new DaemonStartError(`--id ${want} does not match the id ${stored} stored in ${path}`);
     }
-    if (stored === null) {
-      try {
-        writeFileDurableSync(path, Buffer.from(`${want}\n`), { noSync: this.opts.noSync, mode: 0o644 });
-      } catch (err) {
-        throw new DaemonStartError(`cannot write ${path}: ${describeFsError(err as NodeJS.ErrnoException)}`);
-      }
+    if (stored !== null) return stored;
+    const id = want ?? newNodeId();
+    try {
+      writeNodeId(dir, id, { noSync: this.opts.noSync });
+    } catch (err) {
+      throw new DaemonStartError(`cannot write ${path}: ${describeFsError(err as NodeJS.ErrnoException)}`);
     }
-    return want;
+    if (want === undefined) this.log.info({ id, path }, 'new node id stored');
+    return id;
   }
 
   /**

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { UsageError } from '../../src/commands/errors.js';
-import { parseOptions, type CommandSpec, type OptionSpec } from '../../src/commands/options.js';
+import { parseCommandLine, type CommandSpec, type OptionSpec } from '../../src/commands/options.js';
 
 const BIN = fileURLToPath(new URL('../../bin/walkeeper.js', import.meta.url));
 
@@ -24,12 +24,12 @@ const spec = {
   },
 } as const;
 
-const parse = (argv: string[]) => parseOptions(argv, spec);
+const parse = (argv: string[]) => parseCommandLine(argv, spec);
 
 /** The message of the UsageError that parsing argv throws. */
 function usageError<S extends Record<string, OptionSpec>>(argv: string[], s: CommandSpec<S>): string {
   try {
-    parseOptions(argv, s);
+    parseCommandLine(argv, s);
   } catch (err) {
     if (err instanceof UsageError) return err.message;
     throw err;
@@ -93,14 +93,14 @@ t.test('required options', async (t) => {
   } as const;
   t.equal(usageError(['--b', '1'], req), '--a is required (try "walkeeper demo --help")');
   t.equal(usageError(['--a', '1'], req), '--b is required (try "walkeeper demo --help")', 'named by its first name');
-  const r = parseOptions(['-b', '2', '--a', '1'], req);
+  const r = parseCommandLine(['-b', '2', '--a', '1'], req);
   t.ok(r !== 'help' && r.options.a === '1' && r.options.b === '2');
-  t.equal(parseOptions(['--help'], req), 'help', 'help needs no required option');
+  t.equal(parseCommandLine(['--help'], req), 'help', 'help needs no required option');
 });
 
 t.test('positional arguments', async (t) => {
   const pos = { command: 'demo', positionals: ['SRC', 'DST'], options: { json: { names: ['--json'] } } } as const;
-  const r = parseOptions(['a', '--json', '-'], pos);
+  const r = parseCommandLine(['a', '--json', '-'], pos);
   t.same(r, { options: { json: true }, positionals: ['a', '-'] });
   t.equal(usageError([], pos), 'missing SRC (try "walkeeper demo --help")');
   t.equal(usageError(['a'], pos), 'missing DST (try "walkeeper demo --help")');
@@ -111,8 +111,8 @@ t.test('help', async (t) => {
   for (const argv of [['-h'], ['--help'], ['--help=x'], ['-v', '--help', '--bogus'], ['--help', 'extra']]) t.equal(parse(argv), 'help', argv.join(' '));
   t.equal(usageError(['--bogus', '--help'], spec), 'unknown option "--bogus" (try "walkeeper demo --help")', 'an error before --help wins');
   const last = { ...spec, positionals: ['DIR'], helpLast: true };
-  t.equal(parseOptions(['--help'], last), 'help', 'helpLast: no DIR needed');
-  t.equal(parseOptions(['a', 'b', '--help'], last), 'help', 'helpLast: the DIR count is not checked');
+  t.equal(parseCommandLine(['--help'], last), 'help', 'helpLast: no DIR needed');
+  t.equal(parseCommandLine(['a', 'b', '--help'], last), 'help', 'helpLast: the DIR count is not checked');
   t.equal(usageError(['--help', '--bogus'], last), 'unknown option "--bogus" (try "walkeeper demo --help")', 'helpLast: options after it are checked');
   t.equal(usageError(['a', 'b'], last), 'unexpected argument "b" (try "walkeeper demo --help")');
 });

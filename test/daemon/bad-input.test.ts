@@ -10,7 +10,6 @@ import { copyDataMsg, query, RawClient, startupPacket, tagged } from '../pq/raw-
 import {
   commonPrefix,
   elect,
-  prng,
   PushClient,
   PushError,
   realWal,
@@ -22,6 +21,7 @@ import {
   TIMELINE,
   type RealWal,
 } from './helpers.js';
+import { xorshift32 } from '../helpers/support.js';
 
 function listTree(dir: string, base = dir): string[] {
   const out: string[] = [];
@@ -226,7 +226,7 @@ t.test('bad input is answered, the session ends, the daemon and the WAL are fine
       await c.expectClosed();
     }
     // Random garbage: after start-up and instead of it. Each connection ends (error or close), never the daemon.
-    const rnd = prng(42);
+    const rnd = xorshift32(42);
     for (let i = 0; i < 40; i++) {
       c = await RawClient.connect(d.pgPort);
       if (i % 2 === 0) await c.startup({ user: 'u', options: OPTIONS });

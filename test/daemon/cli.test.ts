@@ -2,11 +2,12 @@
 // non-zero exit for every start-up problem, a clean stop on SIGINT/SIGTERM.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { freePort } from '../helpers/pg.js';
-import { BIN, runCli, startDaemon, tempDir } from './helpers.js';
+import { BIN, runCli, startDaemon, tempDir, type DaemonProc } from './helpers.js';
+import { until } from '../helpers/support.js';
 
 /** The single line a failed start prints on stderr. */
 function oneLine(stderr: string): string {
@@ -100,7 +101,7 @@ t.test('defaults: ./.walkeeper is created; SIGINT and SIGTERM stop cleanly with 
     let out = '';
     p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-    for (let i = 0; i < 200 && !out.includes('walkeeper ready'); i++) await new Promise((r) => setTimeout(r, 50));
+    await until('walkeeper ready', () => out.includes('walkeeper ready'), 30_000, 50);
     t.ok(existsSync(join(cwd, '.walkeeper', 'safekeeper.pid')), `${sig}: default data dir created and locked`);
     t.equal(readFileSync(join(cwd, '.walkeeper', 'safekeeper.id'), 'utf8').trim(), '7', '--id stored');
     const status = (await (await fetch(`http://127.0.0.1:${httpPort}/v1/status`)).json()) as Record<string, unknown>;
@@ -119,6 +120,40 @@ t.test('defaults: ./.walkeeper is created; SIGINT and SIGTERM stop cleanly with 
   const r = await runCli(['run', '--id', '8', '--listen-pg', `127.0.0.1:${await freePort()}`, '--listen-http', `127.0.0.1:${await freePort()}`], { cwd });
   t.equal(r.code, 1);
   t.match(oneLine(r.stderr), /--id 8 does not match the id 7 stored in/);
+});
+
+t.test('without --id: a node id is made on first use, stored, and kept across restarts', async (t) => {
+  const dir = tempDir(t);
+  const status = async (d: DaemonProc) => (await (await fetch(`http://127.0.0.1:${d.httpPort}/v1/status`)).json()) as Record<string, unknown>;
+  const d = await startDaemon(t, { dataDir: dir });
+  const first = await status(d);
+  t.type(first.id, 'number');
+  const id = first.id as number;
+  t.ok(Number.isSafeInteger(id) && id > 0 && String(id).length <= 15, `${id}: an id --id would accept`);
+  t.equal(readFileSync(join(dir, 'safekeeper.id'), 'utf8'), `${id}\n`, 'stored beside the lock');
+  t.ok(d.logs.some((l) => l.msg === 'new node id stored' && l.id === id), 'the new id is logged');
+  t.ok(d.logs.some((l) => l.msg === 'walkeeper ready' && l.id === id), 'and shown when ready');
+  t.equal((await d.stop()).code, 0);
+
+  const again = await startDaemon(t, { dataDir: dir });
+  t.equal((await status(again)).id, id, 'the same id after a restart');
+  t.notOk(again.logs.some((l) => l.msg === 'new node id stored'), 'no new id made');
+  t.equal((await again.stop()).code, 0);
+
+  const given = await startDaemon(t, { dataDir: dir, args: ['--id', String(id)] });
+  t.equal((await status(given)).id, id, '--id equal to the stored one is accepted');
+  await given.stop();
+  const r = await runCli(['run', '-D', dir, '--id', String(id + 1), '--listen-pg', `127.0.0.1:${await freePort()}`, '--listen-http', `127.0.0.1:${await freePort()}`]);
+  t.equal(r.code, 1, 'a different --id is refused');
+  t.equal(oneLine(r.stderr), `walkeeper run: --id ${id + 1} does not match the id ${id} stored in ${join(dir, 'safekeeper.id')}`);
+});
+
+t.test('a node id file that holds no id is refused in one line', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'safekeeper.id'), 'seven\n');
+  const r = await runCli(['run', '-D', dir, '--listen-pg', `127.0.0.1:${await freePort()}`, '--listen-http', `127.0.0.1:${await freePort()}`]);
+  t.equal(r.code, 1);
+  t.equal(oneLine(r.stderr), `walkeeper run: ${join(dir, 'safekeeper.id')} does not hold a node id: "seven"`);
 });
 
 t.test('a stale lock from a killed daemon is taken over', async (t) => {
@@ -140,7 +175,7 @@ t.test('pretty logs on request', async (t) => {
   let out = '';
   p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-  for (let i = 0; i < 200 && !out.includes('walkeeper ready'); i++) await new Promise((r) => setTimeout(r, 50));
+  await until('walkeeper ready', () => out.includes('walkeeper ready'), 30_000, 50);
   t.match(out, /INFO.*walkeeper ready/);
   t.throws(() => JSON.parse(out.split('\n')[0]));
   p.kill('SIGTERM');

@@ -2,7 +2,7 @@
 // run`, from the built dist/), a byte-level WAL push client, and real WAL
 // from a PostgreSQL 15 cluster with its record boundaries (pg_waldump).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,11 +26,7 @@ export const BIN = join(ROOT, 'bin', 'walkeeper.js');
 export const TENANT = '0123456789abcdef0123456789abcdef';
 export const TIMELINE = 'fedcba9876543210fedcba9876543210';
 
-export function tempDir(t: Test, prefix = 'wk-d-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+export { tempDir } from '../helpers/support.js';
 
 // ---------------------------------------------------------------- daemon
 
@@ -383,15 +379,4 @@ export function lastRecordEndAtOrBefore(ends: Lsn[], pos: Lsn): Lsn | null {
     } else hi = mid - 1;
   }
   return best;
-}
-
-/** A deterministic PRNG (xorshift32). */
-export function prng(seed: number): () => number {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
 }

@@ -8,7 +8,6 @@ import {
   commonPrefix,
   elect,
   lastRecordEndAtOrBefore,
-  prng,
   PushClient,
   realWal,
   startDaemon,
@@ -17,13 +16,14 @@ import {
   TENANT,
   TIMELINE,
 } from './helpers.js';
+import { xorshift32 } from '../helpers/support.js';
 
 const KILLS = Number(process.env.WALKEEPER_KILL9_ROUNDS ?? 24);
 
 t.test(`kill -9 at ${KILLS} random moments during a push`, async (t) => {
   const wal = await realWal(t);
   const dataDir = tempDir(t);
-  const rnd = prng(0xdecafbad);
+  const rnd = xorshift32(0xdecafbad);
   const len = Number(wal.endLsn - wal.startLsn);
   let highestAcked: Lsn = wal.startLsn;
   let pgPort: number | undefined;
@@ -81,31 +81,29 @@ t.test(`kill -9 at ${KILLS} random moments during a push`, async (t) => {
     // the next crash. The check above has already verified the previous round's
     // acknowledgements against the disk, before anything was truncated.
     if (highestAcked > from) highestAcked = from;
-    // Kill once the pushed position passes a random point, after a random few ms:
-    // WAL is then being received, written and synced.
+    // Kill once the pushed position passes a random point, a random few appends
+    // later: WAL is then being received, written and synced. Counted in appends,
+    // not milliseconds, so that the kill lands during the push on any machine.
     const threshold = from + BigInt(Math.floor(rnd() * 0.85 * Number(wal.endLsn - from)));
-    const delayMs = rnd() * 2;
+    const appendsAfter = Math.floor(rnd() * 3);
+    let appendsPast = 0;
     let killed = false;
-    let armed = false;
-    const arm = () => {
-      if (armed) return;
-      armed = true;
-      setTimeout(() => {
-        killed = true;
-        if (pushing) midFlight++;
-        void d.kill9();
-      }, delayMs);
+    const kill = () => {
+      if (killed) return;
+      killed = true;
+      if (pushing) midFlight++;
+      void d.kill9();
     };
     let pushing = true;
     try {
       await pushUntil(c, nodeId, from, wal.endLsn, () => killed, (sent) => {
-        if (sent >= threshold) arm();
+        if (sent >= threshold && appendsPast++ >= appendsAfter) kill();
       });
     } catch {
       // the connection died with the daemon
     }
     pushing = false;
-    arm();
+    kill();
     await d.exited;
     c.close();
   }

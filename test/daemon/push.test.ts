@@ -10,7 +10,6 @@ import { decodeControlFile } from '../../src/protocol/control-file.js';
 import {
   commonPrefix,
   elect,
-  prng,
   PushClient,
   realWal,
   startDaemon,
@@ -20,6 +19,7 @@ import {
   TIMELINE,
   type RealWal,
 } from './helpers.js';
+import { xorshift32 } from '../helpers/support.js';
 
 interface PushResult {
   acked: Lsn;
@@ -29,7 +29,7 @@ interface PushResult {
 
 /** Push wal[from, to) in random chunks (1 B .. 128 KiB), up to `window` in flight; checks every response. */
 export async function push(c: PushClient, wal: RealWal, nodeId: { term: bigint; uuid: Uint8Array }, from: Lsn, to: Lsn, seed: number, window = 64): Promise<PushResult> {
-  const rnd = prng(seed);
+  const rnd = xorshift32(seed);
   const ends: Lsn[] = [];
   let pos = from;
   let acked = from;

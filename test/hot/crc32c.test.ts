@@ -1,6 +1,7 @@
 import t from 'tap';
 import { crc32c, crc32cAt, crc32cTs } from '../../src/hot/crc32c.js';
 import { WasmBuffer } from '../../src/hot/wasm.js';
+import { mulberry32 } from '../helpers/support.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const ascii = (s: string) => Buffer.from(s, 'latin1');
@@ -16,18 +17,6 @@ const VECTORS: Array<[string, Uint8Array, number]> = [
   ['bytes 0..31', Uint8Array.from({ length: 32 }, (_, i) => i), 0x46dd794e],
   ['quick brown fox', ascii('The quick brown fox jumps over the lazy dog'), 0x22620404],
 ];
-
-/** Deterministic PRNG (mulberry32) so a failing case can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Place bytes at ptr+offset of a wasm buffer and return that address. */
 function place(buf: WasmBuffer, data: Uint8Array, offset: number): number {
@@ -64,7 +53,7 @@ t.test('real PostgreSQL 15 records', async (t) => {
 
 t.test('incremental: splitting at every position equals one call', async (t) => {
   const data = new Uint8Array(333);
-  const next = rng(7);
+  const next = mulberry32(7);
   for (let i = 0; i < data.length; i++) data[i] = (next() * 256) | 0;
   const buf = new WasmBuffer(data.length + 16);
   t.teardown(() => buf.dispose());
@@ -90,7 +79,7 @@ t.test('incremental: splitting at every position equals one call', async (t) => 
 });
 
 t.test('a large buffer crossing the 1 MiB copy chunk of crc32c()', async (t) => {
-  const next = rng(11);
+  const next = mulberry32(11);
   const data = new Uint8Array((1 << 20) * 2 + 12345);
   for (let i = 0; i < data.length; i++) data[i] = (next() * 256) | 0;
   t.equal(crc32c(data), crc32cTs(data));
@@ -98,7 +87,7 @@ t.test('a large buffer crossing the 1 MiB copy chunk of crc32c()', async (t) => 
 
 t.test('wasm and the TS twin agree on 10,000 random inputs', async (t) => {
   const seed = 20261124;
-  const next = rng(seed);
+  const next = mulberry32(seed);
   const pool = new Uint8Array(1 << 16);
   for (let i = 0; i < pool.length; i++) pool[i] = (next() * 256) | 0;
   const MAX = 20000;

@@ -11,6 +11,7 @@ import {
   type FramerOptions,
 } from '../../src/hot/frames.js';
 import { WasmBuffer } from '../../src/hot/wasm.js';
+import { mulberry32 } from '../helpers/support.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -80,17 +81,6 @@ function split(buf: Uint8Array, cuts: number[]): Uint8Array[] {
 }
 
 const EXPECTED = FIXTURES.map((f) => `${f.tag}:${f.body.toString('hex')}`);
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 t.test('one-shot framing of the fixtures', async (t) => {
   for (const [name, frame] of ONE_SHOTS) {
@@ -339,7 +329,7 @@ function randomChunks(bytes: Uint8Array, next: () => number): Uint8Array[] {
 
 t.test('wasm and the TS twin agree on 10,000 random framing buffers', async (t) => {
   const seed = 424242;
-  const next = rng(seed);
+  const next = mulberry32(seed);
   let mismatches = 0;
   let firstMismatch = '';
   let errors = 0;

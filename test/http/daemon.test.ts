@@ -11,14 +11,7 @@ import { formatLsn, segmentFileName, segmentNumber } from '../../src/lsn.js';
 import { pgBin, pgSpawnOptions, pgTempDir } from '../helpers/pg.js';
 import { realWal, runCli, startDaemon, tempDir, TENANT, TIMELINE } from '../daemon/helpers.js';
 import { electProposer, parseMetrics, pushWal, reportCommit, sampleValue } from './helpers.js';
-
-async function until(what: string, f: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { until } from '../helpers/support.js';
 
 t.test('a running daemon with a proposer and pg_receivewal, seen through the API', async (t) => {
   const wal = await realWal(t);

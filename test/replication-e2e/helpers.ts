@@ -154,31 +154,3 @@ export function checkReceived(dir: string, walDir: string, upTo: Lsn): ReceivedC
   return out;
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T> | T, ok: (v: T) => boolean, timeoutMs = 30_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      last = await probe();
-      if (ok(last)) return last;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what} (last: ${String(last)}${lastErr ? `, error: ${(lastErr as Error).message}` : ''})`);
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-/** A deterministic PRNG (xorshift32). */
-export function prng(seed: number): () => number {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
-}

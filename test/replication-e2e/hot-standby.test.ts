@@ -13,7 +13,8 @@ import { U64_MAX } from '../../src/protocol/layout.js';
 import { chownToPg, pgTempDir, runPgOk, startCluster } from '../helpers/pg.js';
 import { tempDir } from '../daemon/helpers.js';
 import { randomChunks } from './feeder.js';
-import { electFeeder, flushLsn, prng, readerConn, startPrimary, startWalkeeper, waitFor } from './helpers.js';
+import { electFeeder, flushLsn, readerConn, startPrimary, startWalkeeper } from './helpers.js';
+import { waitFor, xorshift32 } from '../helpers/support.js';
 
 t.test('a hot standby streams from the daemon, replays the primary commits and its feedback reaches the proposer', async (t) => {
   const p = await startPrimary(t);
@@ -29,7 +30,7 @@ t.test('a hot standby streams from the daemon, replays the primary commits and i
 
   const wk = await startWalkeeper(t, tempDir(t, 'wk-e2e-standby-data-'));
   const feeder = await electFeeder(t, p, wk);
-  const chunks = randomChunks(prng(7));
+  const chunks = randomChunks(xorshift32(7));
   await feeder.push(await flushLsn(p.pg), { chunks });
 
   writeFileSync(join(standbyDir, 'standby.signal'), '');

@@ -10,7 +10,8 @@ import { formatLsn, parseSegmentFileName, segmentFileName, segmentFloor, segment
 import { pgTempDir, runPg } from '../helpers/pg.js';
 import { tempDir } from '../daemon/helpers.js';
 import { randomChunks, readWal } from './feeder.js';
-import { checkReceived, electFeeder, flushLsn, prng, readerConn, receivedMatches, SEG, spawnPg, startPrimary, startWalkeeper, waitFor } from './helpers.js';
+import { checkReceived, electFeeder, flushLsn, readerConn, receivedMatches, SEG, spawnPg, startPrimary, startWalkeeper } from './helpers.js';
+import { waitFor, xorshift32 } from '../helpers/support.js';
 
 t.test('pg_receivewal streams from the daemon: follows pushes and commit_lsn, byte-identical, resumes from its .partial', async (t) => {
   const p = await startPrimary(t);
@@ -21,7 +22,7 @@ t.test('pg_receivewal streams from the daemon: follows pushes and commit_lsn, by
   const wk = await startWalkeeper(t, tempDir(t, 'wk-e2e-recv-'));
   const feeder = await electFeeder(t, p, wk);
   t.equal(feeder.greeting.flushLsn, 0n, 'the timeline starts empty');
-  const rng = prng(20240611);
+  const rng = xorshift32(20240611);
   const chunks = randomChunks(rng);
 
   const f1 = await flushLsn(p.pg);

@@ -12,7 +12,8 @@ import { RawClient, errorFields, query, tagged } from '../pq/raw-client.js';
 import { tempDir } from '../daemon/helpers.js';
 import { dataRowValues } from '../replication/helpers.js';
 import { randomChunks, readWal, WalFeeder } from './feeder.js';
-import { electFeeder, flushLsn, prng, SEG, startPrimary, startWalkeeper, TENANT, TIMELINE } from './helpers.js';
+import { electFeeder, flushLsn, SEG, startPrimary, startWalkeeper, TENANT, TIMELINE } from './helpers.js';
+import { xorshift32 } from '../helpers/support.js';
 
 const COPY_DONE = tagged('c', new Uint8Array(0));
 
@@ -99,7 +100,7 @@ t.test('a new proposer recovers WAL beyond commit_lsn up to the flush position, 
 
   const wk = await startWalkeeper(t, tempDir(t, 'wk-e2e-recovery-'));
   const old = await electFeeder(t, p, wk);
-  const chunks = randomChunks(prng(99));
+  const chunks = randomChunks(xorshift32(99));
   const commit = await flushLsn(p.pg);
   await old.push(commit, { chunks });
   // More WAL, acknowledged by the safekeeper but never committed: the proposer dies first.

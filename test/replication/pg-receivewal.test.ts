@@ -10,6 +10,7 @@ import { FileWalSource } from '../../src/replication/file-source.js';
 import { chownToPg, pgTempDir, runPg, type RunResult } from '../helpers/pg.js';
 import { ReplicationTestServer } from './pg-harness.js';
 import { makePrimaryWal, SEG, type PrimaryWal } from './primary.js';
+import { until } from '../helpers/support.js';
 
 const primaryReady = makePrimaryWal(t);
 type Primary = PrimaryWal;
@@ -20,14 +21,6 @@ function sourceFor(p: Primary, commit: Lsn, dir = p.walCopy): FileWalSource {
 
 function receivewal(port: number, args: string[], timeoutMs = 60_000): Promise<RunResult> {
   return runPg('pg_receivewal', ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '--no-loop', '-v', ...args], { timeoutMs });
-}
-
-async function waitUntil(pred: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function segName(lsn: Lsn): string {
@@ -46,10 +39,10 @@ t.test('pg_receivewal follows the commit position and writes the primary segment
   // pg_receivewal stops once it has received past --endpos (endpos < position), so ask for end - 1.
   const run = receivewal(server.port, ['-D', out, '--no-sync', '-E', formatLsn(p.end - 1n)]);
   // It starts at the segment of IDENTIFY_SYSTEM's xlogpos (the commit position) and waits there.
-  await waitUntil(() => source.readers.list()[0]?.sentLsn === p.s0, 'the stream to reach the first commit position');
+  await until('the stream to reach the first commit position', () => source.readers.list()[0]?.sentLsn === p.s0, 30_000, 20);
   for (const target of [p.s0 + 12345n, p.mid, p.mid + 100_000n, p.end]) {
     source.advance({ commit: target });
-    await waitUntil(() => (source.readers.list()[0]?.sentLsn ?? target) >= target, `streaming up to ${formatLsn(target)}`);
+    await until(`streaming up to ${formatLsn(target)}`, () => (source.readers.list()[0]?.sentLsn ?? target) >= target, 30_000, 20);
   }
   const r = await run;
   t.equal(r.code, 0, `pg_receivewal exited 0: ${r.stderr}`);
@@ -158,7 +151,7 @@ t.test('server shutdown while pg_receivewal streams: COPY 0, and the client take
   const out = pgTempDir('wk-recv-shutdown-');
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   const run = receivewal(server.port, ['-D', out, '--no-sync']);
-  await waitUntil(() => source.readers.list()[0]?.sentLsn === p.mid, 'the stream to catch up');
+  await until('the stream to catch up', () => source.readers.list()[0]?.sentLsn === p.mid, 30_000, 20);
   const t0 = Date.now();
   await server.shutdown();
   const r = await run;

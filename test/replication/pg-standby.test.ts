@@ -10,6 +10,7 @@ import { FileWalSource } from '../../src/replication/file-source.js';
 import { U64_MAX } from '../../src/protocol/layout.js';
 import { chownToPg, pgTempDir, runPgOk, startCluster, type PgCluster } from '../helpers/pg.js';
 import { ReplicationTestServer } from './pg-harness.js';
+import { waitFor } from '../helpers/support.js';
 
 const SEG = 1 << 20;
 
@@ -17,21 +18,6 @@ async function switchWal(pg: PgCluster): Promise<Lsn> {
   const ret = parseLsn(await pg.sql('select pg_switch_wal()'));
   const floor = segmentFloor(ret, SEG);
   return floor === ret ? ret : floor + BigInt(SEG);
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T> | T, ok: (v: T) => boolean, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  for (;;) {
-    try {
-      last = await probe();
-      if (ok(last)) return last;
-    } catch {
-      /* not ready yet */
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${String(last)})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 t.test('a hot standby replays from walkeeper, follows the commit position and sends feedback', async (t) => {

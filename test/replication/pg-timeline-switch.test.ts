@@ -12,15 +12,7 @@ import { parseHistory } from '../../src/replication/history.js';
 import { chownToPg, pgTempDir, runPg, runPgOk, startCluster } from '../helpers/pg.js';
 import { ReplicationTestServer } from './pg-harness.js';
 import { SEG, switchWal } from './primary.js';
-
-async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await probe().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { until } from '../helpers/support.js';
 
 t.test('pg_receivewal follows a timeline switch: historic timeline end, TIMELINE_HISTORY, timeline 2', async (t) => {
   const primary = await startCluster(t, { walSegSizeMb: 1, conf: { wal_keep_size: '1GB' } });

@@ -2,19 +2,13 @@
 // upgraded, damage refused with the file named) and the data directory lock.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeSafeKeeperInfo } from '../../src/protocol/messages.js';
 import type { SafeKeeperInfo } from '../../src/protocol/types.js';
 import { CONTROL_FILE, ControlFile } from '../../src/storage/control.js';
 import { DataDirLock, LOCK_FILE, LockHeldError, processAlive } from '../../src/storage/lock.js';
-
-function tempDir(t: import('tap').Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'wk-ctl-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { tempDir } from '../helpers/support.js';
 
 function state(formatVersion = 2): SafeKeeperInfo {
   return {
@@ -39,7 +33,7 @@ function state(formatVersion = 2): SafeKeeperInfo {
 }
 
 t.test('persist writes format 2 (132 bytes) and leaves no temp file; load reads it back', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'wk-ctl-');
   const cf = new ControlFile(dir);
   t.equal(cf.load(), null, 'no file: a new timeline');
   cf.persist(state());
@@ -55,7 +49,7 @@ t.test('persist writes format 2 (132 bytes) and leaves no temp file; load reads 
 });
 
 t.test('a format 1 file is read and upgraded to format 2 on the next persist', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'wk-ctl-');
   writeFileSync(join(dir, CONTROL_FILE), encodeSafeKeeperInfo(state(1), 1));
   const cf = new ControlFile(dir);
   const s = cf.load()!;
@@ -69,7 +63,7 @@ t.test('a format 1 file is read and upgraded to format 2 on the next persist', a
 });
 
 t.test('damaged control files are refused with the file named', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'wk-ctl-');
   const cf = new ControlFile(dir);
   cf.persist(state());
   const good = readFileSync(join(dir, CONTROL_FILE));
@@ -90,7 +84,7 @@ t.test('damaged control files are refused with the file named', async (t) => {
 });
 
 t.test('data directory lock: one holder, refusal names the pid, stale locks are taken over', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'wk-ctl-');
   const lock = DataDirLock.acquire(dir);
   t.equal(readFileSync(join(dir, LOCK_FILE), 'utf8').trim(), String(process.pid));
   const err = t.throws(() => DataDirLock.acquire(dir)) as unknown as LockHeldError;

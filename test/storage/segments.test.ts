@@ -1,25 +1,19 @@
 // Segment files: zero-filled creation, .partial until full, writes across
 // segment boundaries, rename after sync, durable truncation.
 import t, { type Test } from 'tap';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { segmentFileName } from '../../src/lsn.js';
 import { splitBySegment, WalSegments } from '../../src/storage/segments.js';
+import { tempDir } from '../helpers/support.js';
 
 const SEG = 1 << 20;
 const name = (segno: number) => segmentFileName(1, BigInt(segno), SEG);
 
-function tempDir(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'wk-seg-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 /** A 1.5 MiB tmpfs (room for one 1 MiB segment); null (test skipped) where mounting is not allowed. */
 function smallDisk(t: Test): string | null {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'wk-seg-');
   const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1536k', 'tmpfs', dir]);
   if (r.status !== 0) {
     t.comment(`skipped: cannot mount a tmpfs here: ${r.stderr.toString().trim()}`);
@@ -53,7 +47,7 @@ t.test('splitBySegment', async (t) => {
 });
 
 t.test('a write creates a zero-filled .partial segment; sync renames full segments', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'wk-seg-');
   const w = new WalSegments({ dir, walSegSize: SEG, timeline: 1 });
   const start = BigInt(SEG) + BigInt(SEG - 100);
   const data = pattern(300, 7);
@@ -74,7 +68,7 @@ t.test('a write creates a zero-filled .partial segment; sync renames full segmen
 });
 
 t.test('writes in many pieces equal the source; a reopened store continues in place', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'wk-seg-');
   const src = pattern(3 * SEG + 12345, 99);
   const base = BigInt(SEG) * 5n;
   let w = new WalSegments({ dir, walSegSize: SEG, timeline: 1 });
@@ -100,7 +94,7 @@ t.test('writes in many pieces equal the source; a reopened store continues in pl
 });
 
 t.test('truncate zeroes the rest of the segment, removes later ones, and reopens a full segment as .partial', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'wk-seg-');
   const w = new WalSegments({ dir, walSegSize: SEG, timeline: 1 });
   const src = pattern(3 * SEG, 3);
   w.write(0n, src);
@@ -125,7 +119,7 @@ t.test('truncate zeroes the rest of the segment, removes later ones, and reopens
 });
 
 t.test('leftover temp files are removed and short files are extended', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'wk-seg-');
   writeFileSync(join(dir, name(3) + '.partial.tmp'), 'junk');
   writeFileSync(join(dir, name(4) + '.partial'), Buffer.from('xyz'));
   const w = new WalSegments({ dir, walSegSize: SEG, timeline: 1 });
@@ -140,7 +134,7 @@ t.test('leftover temp files are removed and short files are extended', async (t)
 });
 
 t.test('syncNow makes writes durable and renames synchronously', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'wk-seg-');
   const w = new WalSegments({ dir, walSegSize: SEG, timeline: 1 });
   w.write(0n, pattern(SEG + 1, 5));
   w.syncNow();
@@ -168,7 +162,7 @@ t.test('a full disk is an error from write(), and no temp file is left behind', 
 });
 
 t.test('preallocation: the next segment is made in the background and renamed into place when the WAL reaches it', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'wk-seg-');
   writeFileSync(join(dir, 'prealloc.' + name(9)), 'crash leftover');
   const w = new WalSegments({ dir, walSegSize: SEG, timeline: 1, preallocate: true });
   t.notOk(existsSync(join(dir, 'prealloc.' + name(9))), 'a leftover preallocation is removed on open');
@@ -195,7 +189,7 @@ t.test('preallocation: the next segment is made in the background and renamed in
 });
 
 t.test('preallocation not ready in time: the segment is created synchronously and the late one is discarded', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'wk-seg-');
   const w = new WalSegments({ dir, walSegSize: SEG, timeline: 1, preallocate: true });
   // Segment 1 is needed in the same turn that started making it.
   w.write(BigInt(SEG - 10), pattern(20, 3));

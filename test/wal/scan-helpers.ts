@@ -5,6 +5,7 @@ import { segmentStart } from '../../src/lsn.js';
 import { openWalDir } from '../../src/wal/segments.js';
 import { TsWalScanner } from '../../src/hot/xlog-ts.js';
 import { StopReason, WasmWalScanner, type ScannerOptions, type WalRecordInfo, type WalScanner } from '../../src/hot/xlog.js';
+import { mulberry32 } from '../helpers/support.js';
 
 export type Impl = 'wasm' | 'ts';
 
@@ -15,18 +16,6 @@ export interface ScanSummary {
   recordCount: number;
   position: bigint;
   records?: WalRecordInfo[];
-}
-
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Chunk lengths covering `total` bytes: fixed, or random in 1..max. */
@@ -88,7 +77,7 @@ export async function scanDir(
   const set = await openWalDir(dir, opts);
   const start = segmentStart(set.lowestSegno, set.walSegSize);
   const s = makeScanner(impl, { walSegSize: set.walSegSize, startLsn: start, startKind: 'page', recordCapacity: opts.recordCapacity });
-  const random = rng(opts.seed ?? 1);
+  const random = mulberry32(opts.seed ?? 1);
   const records: WalRecordInfo[] = [];
   try {
     for (let segno = set.lowestSegno; !s.stopped; segno++) {

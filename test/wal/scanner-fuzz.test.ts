@@ -11,7 +11,8 @@ import type { ScannerOptions } from '../../src/hot/xlog.js';
 import { openWalDir } from '../../src/wal/segments.js';
 import { startCluster } from '../helpers/pg.js';
 import { segmentNames } from './pg-oracle.js';
-import { chunkPlan, rng, scan, scanDir } from './scan-helpers.js';
+import { chunkPlan, scan, scanDir } from './scan-helpers.js';
+import { mulberry32 } from '../helpers/support.js';
 
 const SEG = 1 << 20;
 const PAGE = 8192;
@@ -38,7 +39,7 @@ const recordAt = new Map(records.map((r, i) => [r.lsn, i]));
 
 t.test(`${RUNS} mutated windows of real WAL: wasm and twin agree`, async (t) => {
   t.ok(records.length > 1000, `${records.length} records to draw from`);
-  const random = rng(SEED);
+  const random = mulberry32(SEED);
   const int = (n: number): number => Math.floor(random() * n);
   const mismatches: string[] = [];
   const reasons = new Map<number, number>();

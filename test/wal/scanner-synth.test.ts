@@ -5,13 +5,14 @@
 import t, { type Test } from 'tap';
 import { StopReason, type ScannerOptions } from '../../src/hot/xlog.js';
 import { BLCKSZ, WalBuilder } from './synth.js';
-import { chunkPlan, makeScanner, rng, scan, type ScanSummary } from './scan-helpers.js';
+import { chunkPlan, makeScanner, scan, type ScanSummary } from './scan-helpers.js';
+import { mulberry32 } from '../helpers/support.js';
 
 const SEG = 1 << 20;
 
 /** Scan with both implementations and several chunkings; all must agree. Returns the summary. */
 function scanAll(t: Test, opts: ScannerOptions, data: Uint8Array, label: string): ScanSummary {
-  const r = rng(data.length);
+  const r = mulberry32(data.length);
   const plans = [[data.length], chunkPlan(data.length, 1), chunkPlan(data.length, { random: r, max: 700 }), chunkPlan(data.length, 8191)];
   // where a stopped scanner's position ends up depends on the chunking, not on the implementation
   const { position: _, ...ref } = scan('wasm', { ...opts, recordCapacity: 3 }, data);

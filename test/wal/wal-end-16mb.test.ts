@@ -14,7 +14,8 @@ import { rmgrName } from '../../src/wal/rmgr.js';
 import { projectRoot } from '../../src/hot/wasm.js';
 import { startCluster } from '../helpers/pg.js';
 import { copyWal, damageFile, removeCopies, segmentNames, waldumpEnd, waldumpRecords } from './pg-oracle.js';
-import { chunkPlan, rng, scan, scanDir } from './scan-helpers.js';
+import { chunkPlan, scan, scanDir } from './scan-helpers.js';
+import { mulberry32 } from '../helpers/support.js';
 
 const SEG = 16 << 20;
 t.teardown(() => (process.env.WK_KEEP ? undefined : removeCopies()));
@@ -171,13 +172,14 @@ t.test('damaged copies: the end equals pg_waldump each time', async (t) => {
   t.ok(inEndSeg.length > 50, `${inEndSeg.length} records in the last segment`);
   const usedBytes = segmentOffset(oracle.endLsn!, SEG);
   const stale = readFileSync(join(dir, names[names.length - 1]));
-  const random = rng(42);
+  const random = mulberry32(42);
 
   const cases: [string, (b: Buffer) => void, (r: Awaited<ReturnType<typeof findWalEnd>>) => void][] = [
     [
       'a flipped byte in the body of the last record with a body (CRC)',
       (b) => {
-        const rec = [...inEndSeg].reverse().find((r) => r.totLen > 40)!;
+        // the flipped byte must be in the record's own page, not in the next page's header
+        const rec = [...inEndSeg].reverse().find((r) => r.totLen > 40 && Number(r.lsn % 8192n) + 31 <= 8192)!;
         b[segmentOffset(rec.lsn, SEG) + 30] ^= 0x20;
       },
       (r) => t.equal(r.stopReason, 'bad-crc'),
@@ -234,8 +236,10 @@ t.test('a pg_receivewal-style zero-padded .partial wins over the full file of th
   const prevName = segmentFileName(TLI, endSeg - 1n, SEG);
   const all = (await scanDir('wasm', dir, { recordCapacity: 4096 })).records!;
   const inEndSeg = all.filter((r) => segmentNumber(r.lsn, SEG) === endSeg);
-  // cut after a record in the middle: bytes after its end are zeros, as in a .partial still being written
-  const cut = inEndSeg[Math.floor(inEndSeg.length / 2)];
+  // cut after a record in the middle: bytes after its end are zeros, as in a .partial still being written.
+  // The cut record must lie within one page (zeros inside it would be a bad CRC, not the end): the first such past the middle.
+  const withinOnePage = (r: (typeof inEndSeg)[number]) => Number(r.lsn % 8192n) + r.totLen < 8192 && segmentOffset(r.lsn, SEG) + r.totLen + 8 < SEG;
+  const cut = inEndSeg.slice(Math.floor(inEndSeg.length / 2)).find(withinOnePage)!;
   const d = copyWal(dir, [prevName, endName, [endName, endName + '.partial']]);
   const cutAt = segmentOffset(cut.lsn, SEG) + cut.totLen;
   t.ok(cutAt + 8 < SEG && Number(cut.lsn % 8192n) + cut.totLen < 8192, 'the cut record lies within one page');

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 
 export interface StatusSource {
-  /** This safekeeper's numeric id, or null when none is configured. */
+  /** This safekeeper's numeric id (the daemon always has one; null for an app built without a node). */
   id: number | null;
   version: string;
   /** process start of the daemon, ms since the epoch */
@@ -16,7 +16,7 @@ const statusSchema = {
   type: 'object',
   required: ['id', 'version', 'uptime_seconds', 'listen_pg', 'listen_http', 'timelines', 'auth'],
   properties: {
-    id: { type: ['integer', 'null'], description: 'node id (safekeeper.id / --id), null when none is set' },
+    id: { type: ['integer', 'null'], description: 'node id (safekeeper.id: --id, or made on the first start)' },
     version: { type: 'string' },
     uptime_seconds: { type: 'number' },
     listen_pg: { type: ['string', 'null'], description: 'PostgreSQL-protocol listener, host:port' },
