@@ -77,6 +77,11 @@ export class Acceptor {
     return copyState(this.core.state);
   }
 
+  /** commit_lsn, without copying the state (read on every append). */
+  get commitLsn(): Lsn {
+    return this.core.state.commitLsn;
+  }
+
   /** One per START_WAL_PUSH connection; several may coexist (an old and a new leader). */
   newSession(): AcceptorSession {
     return new AcceptorSession(this.core);

@@ -2,10 +2,8 @@
 // take the timeline out of the registry so nothing re-creates it meanwhile,
 // disconnect its WAL push sessions and readers, close its files, then move
 // the directory away and delete it (src/storage/remove.ts).
-import { rmdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fsyncDirSync } from '../storage/fsutil.js';
-import { removeDirDurably, type RemovedFile } from '../storage/remove.js';
+import { removeDirDurably, removeEmptyDirDurably, type RemovedFile } from '../storage/remove.js';
 import { keyString, type TimelineKey } from '../timeline/ids.js';
 import { HttpError, notFound } from './errors.js';
 import type { NodeAdmin } from './node.js';
@@ -51,8 +49,7 @@ export async function deleteTimeline(node: NodeAdmin, key: TimelineKey, force: b
     }
     // The tenant directory goes too once its last timeline is gone.
     try {
-      rmdirSync(join(reg.root, key.tenantId));
-      if (!node.noSync) fsyncDirSync(reg.root);
+      removeEmptyDirDurably(join(reg.root, key.tenantId), { noSync: node.noSync });
     } catch {
       /* other timelines remain (ENOTEMPTY), or it was never there */
     }

@@ -66,7 +66,6 @@ export class WalPushSession implements DurabilityListener {
       const tl = this.cs.ctx.registry.getOrCreate(key);
       if (tl.failure) throw new TimelineFailedError(tl.name, tl.failure);
       this.timeline = tl;
-      tl.activeSessions++;
       this.view = this.makeView();
       tl.pushSessions.add(this.view);
       unsubscribe = tl.subscribe(this);
@@ -113,7 +112,6 @@ export class WalPushSession implements DurabilityListener {
     } finally {
       unsubscribe?.();
       if (this.timeline) {
-        this.timeline.activeSessions--;
         if (this.view) this.timeline.pushSessions.delete(this.view);
       }
     }

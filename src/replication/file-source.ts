@@ -6,6 +6,7 @@ import { readSync } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../lsn.js';
+import { segmentFileNamesToTry } from '../wal/segment-files.js';
 import { historyFileName, parseHistory } from './history.js';
 import { LsnWatch } from './positions.js';
 import { ReaderRegistry, WalReadError, WalSegmentMissingError, type ReaderHandle, type ReaderInfo, type WaitTarget, type WalReader, type WalSource } from './source.js';
@@ -116,14 +117,13 @@ interface OpenSegment {
 
 /**
  * Open the file of segment `segno`: for each timeline in `timelines`
- * (newest first) `<name>.partial`, then `<name>`; a rename in between is
- * caught by trying `.partial` once more. WalSegmentMissingError when none
- * is there.
+ * (newest first) the names segmentFileNamesToTry() gives, `.partial`
+ * first. WalSegmentMissingError when none is there.
  */
 async function openSegment(dir: string, walSegSize: number, timelines: readonly number[], segno: bigint, offset: number): Promise<OpenSegment> {
   for (const tli of timelines) {
     const base = segmentFileName(tli, segno, walSegSize);
-    for (const file of [base + '.partial', base, base + '.partial']) {
+    for (const file of segmentFileNamesToTry(base)) {
       try {
         return { fh: await open(join(dir, file), 'r'), name: base };
       } catch (err) {

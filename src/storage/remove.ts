@@ -2,7 +2,7 @@
 // rename it away first (one atomic step, made durable by fsyncing the parent),
 // then delete the renamed tree. A crash in between leaves only the renamed
 // directory, whose name no loader accepts as a timeline.
-import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fsyncDirSync } from './fsutil.js';
 
@@ -53,6 +53,12 @@ export function removeDirDurably(dir: string, opts: { noSync?: boolean } = {}): 
   rmSync(away, { recursive: true, force: true });
   if (!opts.noSync) fsyncDirSync(dirname(dir));
   return { existed: true, files, bytes };
+}
+
+/** Remove `dir` if it is empty, durably (fsyncing its parent). Throws ENOTEMPTY when it is not empty, ENOENT when it is not there. */
+export function removeEmptyDirDurably(dir: string, opts: { noSync?: boolean } = {}): void {
+  rmdirSync(dir);
+  if (!opts.noSync) fsyncDirSync(dirname(dir));
 }
 
 /** Remove leftovers of deletions interrupted by a crash (`.<name>.deleting-*` entries) in `parent`. */

@@ -10,27 +10,23 @@
 //   segment written since the last sync (on the thread pool, so the event
 //   loop keeps reading sockets), then `<name>.partial` → `<name>` for the
 //   segments whose last byte has been written, then a directory fsync when
-//   a name changed.
+//   a name changed. syncNow() is the same round, blocking.
 // * truncate() discards WAL from an LSN on, durably, before returning.
 //
-// * With `preallocate`, the next segment is made ahead, off the event loop:
-//   `prealloc.<name>` is zero-filled and synced on the thread pool while
-//   the current segment fills, then renamed into place when the WAL
-//   reaches it. Switching segments then costs a rename instead of writing
-//   (and later flushing) a whole segment of zeros in the commit path. If it
-//   is not ready in time, the segment is created synchronously as before;
-//   leftovers of a crash are removed when the directory is opened.
+// * With `preallocate`, the next segment is made ahead, off the event loop
+//   (storage/prealloc.ts). If it is not ready in time, the segment is
+//   created synchronously as before; leftovers of a crash are removed when
+//   the directory is opened.
 //
 // With `noSync` the fsyncs are skipped; names still change atomically.
 import { closeSync, existsSync, fsyncSync, fdatasyncSync, openSync, readdirSync, renameSync, unlinkSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseSegmentFileName, segmentFileName, segmentNumber, segmentOffset, segmentStart, type Lsn } from '../lsn.js';
-import { fdatasyncAsync, fsyncAsync, openAsync, writeFullyAsync, writeFullySync } from './fsutil.js';
+import { segmentFileName, segmentNumber, segmentOffset, segmentStart, type Lsn } from '../lsn.js';
+import { listSegmentFiles, PARTIAL_SUFFIX as PARTIAL, type SegmentFileEntry } from '../wal/segment-files.js';
+import { fdatasyncAsync, fsyncAsync, fsyncDirSync, writeFullySync } from './fsutil.js';
+import { PREALLOC_PREFIX, SegmentPreallocator, ZERO_CHUNK } from './prealloc.js';
 
-const PARTIAL = '.partial';
 const TEMP = '.partial.tmp';
-const PREALLOC = 'prealloc.';
-const ZERO_CHUNK = Buffer.alloc(1 << 20);
 
 export interface WalSegmentsOptions {
   dir: string;
@@ -42,17 +38,6 @@ export interface WalSegmentsOptions {
   preallocate?: boolean;
   /** Told when a background preallocation fails (the synchronous path takes over). */
   onPreallocError?: (err: Error) => void;
-}
-
-/** A next segment being made (or made) ahead of time. */
-interface Prealloc {
-  segno: bigint;
-  timeline: number;
-  file: string;
-  fd: number;
-  ready: boolean;
-  /** No longer wanted: whoever finishes last closes and removes it. */
-  abandoned: boolean;
 }
 
 interface OpenSegment {
@@ -71,15 +56,28 @@ interface OpenSegment {
   inflight: number;
 }
 
-/** Segment files present in `dir`, with their segment numbers (anything else is ignored). */
-export function listSegmentFiles(dir: string, walSegSize: number): Array<{ file: string; segno: bigint; partial: boolean; timeline: number }> {
-  const out: Array<{ file: string; segno: bigint; partial: boolean; timeline: number }> = [];
-  for (const f of readdirSync(dir)) {
-    const p = parseSegmentFileName(f, walSegSize);
-    if (p) out.push({ file: f, segno: p.segno, partial: p.partial, timeline: p.timeline });
+/**
+ * Make durable whatever WAL a previous process left in the page cache of
+ * `dir` (it may have died before syncing): every `.partial` segment and the
+ * highest one, then the directory. Run before the segments are opened.
+ */
+export function syncLeftoverWal(dir: string, walSegSize: number): void {
+  const files = listSegmentFiles(dir, walSegSize);
+  const highest = files.reduce((m, f) => (f.segno > m ? f.segno : m), -1n);
+  for (const f of files) {
+    if (!f.partial && f.segno !== highest) continue;
+    const fd = openSync(join(dir, f.file), 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
-  return out;
+  fsyncDirSync(dir);
 }
+
+/** The files of one sync round: taken when it starts, released when its fdatasyncs end. */
+type SyncRound = OpenSegment[];
 
 /** Bytes of a write split at segment boundaries. */
 export interface SegmentPiece {
@@ -113,13 +111,11 @@ export class WalSegments {
   private tli: number;
   private readonly open = new Map<bigint, OpenSegment>();
   private dirFd: number;
-  private dirDirty = false;
+  /** Directory entries changed (segments created or renamed), and how many of those changes a finished fsync covers. */
+  private dirChanges = 0;
+  private dirChangesSynced = 0;
   private closed = false;
-  private prealloc: Prealloc | null = null;
-  private readonly onPreallocError: ((err: Error) => void) | undefined;
-  /** Background preallocations still running (close() waits for them through settled()). */
-  private readonly preallocJobs = new Set<Promise<void>>();
-  readonly preallocStats = { made: 0, used: 0, missed: 0 };
+  private readonly prealloc: SegmentPreallocator;
 
   constructor(opts: WalSegmentsOptions) {
     this.dir = opts.dir;
@@ -127,7 +123,7 @@ export class WalSegments {
     this.tli = opts.timeline;
     this.noSync = opts.noSync ?? false;
     this.preallocate = opts.preallocate ?? false;
-    this.onPreallocError = opts.onPreallocError;
+    this.prealloc = new SegmentPreallocator({ dir: this.dir, walSegSize: this.walSegSize, noSync: this.noSync, onError: opts.onPreallocError });
     this.dirFd = openSync(this.dir, 'r');
     this.removeTempFiles();
   }
@@ -144,12 +140,12 @@ export class WalSegments {
   /** Leftovers of a segment creation or preallocation interrupted by a crash. */
   private removeTempFiles(): void {
     for (const f of readdirSync(this.dir)) {
-      if (f.endsWith(TEMP) || f.startsWith(PREALLOC)) unlinkSync(join(this.dir, f));
+      if (f.endsWith(TEMP) || f.startsWith(PREALLOC_PREFIX)) unlinkSync(join(this.dir, f));
     }
   }
 
   /** Segment files present in the directory with their segment numbers. */
-  listFiles(): Array<{ file: string; segno: bigint; partial: boolean; timeline: number }> {
+  listFiles(): SegmentFileEntry[] {
     return listSegmentFiles(this.dir, this.walSegSize);
   }
 
@@ -191,82 +187,30 @@ export class WalSegments {
     return seg;
   }
 
+  /** Segments made ahead of time, used, and needed before they were ready. */
+  get preallocStats(): { readonly made: number; readonly used: number; readonly missed: number } {
+    return this.prealloc.stats;
+  }
+
   /** The preallocated file for `segno`, renamed to `<name>.partial`; null when none is ready. */
   private takePreallocated(segno: bigint, name: string): number | null {
-    const p = this.prealloc;
-    if (!p) return null;
-    if (!p.ready || p.segno !== segno || p.timeline !== this.tli) {
-      if (p.segno <= segno || p.timeline !== this.tli) {
-        // Too late or of no use any more: the synchronous path takes over.
-        if (p.segno === segno) this.preallocStats.missed++;
-        this.abandonPrealloc();
-      }
-      return null;
-    }
-    this.prealloc = null;
-    renameSync(join(this.dir, p.file), join(this.dir, name + PARTIAL));
+    const fd = this.prealloc.take(segno, this.tli, name + PARTIAL);
     // Like a created segment: its name becomes durable in the next sync, before any byte in it is acknowledged.
-    this.dirDirty = true;
-    this.preallocStats.used++;
-    return p.fd;
+    if (fd !== null) this.dirChanges++;
+    return fd;
   }
 
   /** Start making segment `segno` in the background, unless it exists or is being made. */
   private preallocateNext(segno: bigint): void {
-    if (!this.preallocate || this.closed || this.prealloc) return;
+    if (!this.preallocate || this.closed || this.prealloc.busy) return;
     const name = segmentFileName(this.tli, segno, this.walSegSize);
     if (existsSync(join(this.dir, name + PARTIAL)) || existsSync(join(this.dir, name))) return;
-    const p: Prealloc = { segno, timeline: this.tli, file: PREALLOC + name, fd: -1, ready: false, abandoned: false };
-    this.prealloc = p;
-    const job = this.fillPrealloc(p).finally(() => this.preallocJobs.delete(job));
-    this.preallocJobs.add(job);
-  }
-
-  private async fillPrealloc(p: Prealloc): Promise<void> {
-    const path = join(this.dir, p.file);
-    try {
-      p.fd = await openAsync(path, 'w+', 0o600);
-      for (let pos = 0; pos < this.walSegSize && !p.abandoned; pos += ZERO_CHUNK.length) {
-        await writeFullyAsync(p.fd, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, this.walSegSize - pos)), pos);
-      }
-      // Durable zeros: the first sync of the segment then flushes only the WAL written into it.
-      if (!p.abandoned && !this.noSync) await fdatasyncAsync(p.fd);
-      if (!p.abandoned) {
-        p.ready = true;
-        this.preallocStats.made++;
-        return;
-      }
-    } catch (err) {
-      if (!p.abandoned) this.onPreallocError?.(err as Error);
-      if (this.prealloc === p) this.prealloc = null;
-    }
-    this.discardPrealloc(p);
-  }
-
-  private abandonPrealloc(): void {
-    const p = this.prealloc;
-    if (!p) return;
-    this.prealloc = null;
-    p.abandoned = true;
-    // A finished one is removed now; a running one removes itself when its current step ends.
-    if (p.ready) this.discardPrealloc(p);
-  }
-
-  private discardPrealloc(p: Prealloc): void {
-    if (p.fd >= 0) {
-      closeSync(p.fd);
-      p.fd = -1;
-    }
-    try {
-      unlinkSync(join(this.dir, p.file));
-    } catch {
-      /* never created, or the directory is gone */
-    }
+    this.prealloc.start(segno, this.tli, name);
   }
 
   /** Resolves once no background preallocation is running (after close(), nothing of it is left). */
-  async settled(): Promise<void> {
-    while (this.preallocJobs.size > 0) await Promise.all([...this.preallocJobs]);
+  settled(): Promise<void> {
+    return this.prealloc.settled();
   }
 
   /** Create `<name>.partial` zero-filled to the segment size, through a temp name. */
@@ -285,7 +229,7 @@ export class WalSegments {
       }
       throw err;
     }
-    this.dirDirty = true;
+    this.dirChanges++;
     return fd;
   }
 
@@ -316,7 +260,7 @@ export class WalSegments {
 
   /** Whether a sync() would have anything to do. */
   get needsSync(): boolean {
-    if (this.dirDirty) return true;
+    if (this.dirChanges !== this.dirChangesSynced) return true;
     for (const seg of this.open.values()) if (seg.dirty || (seg.full && seg.partial)) return true;
     return false;
   }
@@ -327,54 +271,80 @@ export class WalSegments {
    * sync. Throws on an I/O error: the caller must treat the WAL as suspect.
    */
   async sync(): Promise<void> {
-    const segs = [...this.open.values()].filter((s) => s.dirty || (s.full && s.partial));
-    let dirDirty = this.dirDirty;
-    this.dirDirty = false;
-    for (const s of segs) {
-      s.dirty = false;
-      s.inflight++;
-    }
+    const round = this.beginSync();
     try {
-      if (!this.noSync) await Promise.all(segs.map((s) => fdatasyncAsync(s.fd)));
+      if (!this.noSync) await Promise.all(round.map((s) => fdatasyncAsync(s.fd)));
     } finally {
-      for (const s of segs) {
-        s.inflight--;
-        if (s.retired && s.inflight === 0 && s.fd >= 0) {
-          closeSync(s.fd);
-          s.fd = -1;
-        }
-      }
+      this.release(round);
     }
-    // Names change only once the data under them is durable.
-    for (const s of segs) {
-      if (s.retired || !s.full || !s.partial) continue;
-      renameSync(join(this.dir, s.name + PARTIAL), join(this.dir, s.name));
-      s.partial = false;
-      dirDirty = true;
+    if (this.renameCompleted(round)) {
+      const changes = this.dirChanges;
+      if (!this.noSync) await fsyncAsync(this.dirFd);
+      this.dirSynced(changes);
     }
-    if (dirDirty && !this.noSync) await fsyncAsync(this.dirFd);
   }
 
   /**
-   * Synchronous sync(): every write so far is durable when this returns.
-   * Blocks the event loop (used before a vote or an epoch switch is persisted).
+   * sync(), blocking the event loop: every write so far is durable when this
+   * returns (used before a vote or an epoch switch is persisted).
    */
   syncNow(): void {
-    let dirDirty = this.dirDirty;
-    this.dirDirty = false;
+    const round = this.beginSync();
+    try {
+      if (!this.noSync) for (const s of round) fdatasyncSync(s.fd);
+    } finally {
+      this.release(round);
+    }
+    if (this.renameCompleted(round)) this.fsyncDirNow();
+  }
+
+  /**
+   * The segments a sync round flushes: those written since the last round,
+   * those completed but not yet renamed, and those whose fdatasync another
+   * round still runs (this round may not count on that one finishing first).
+   */
+  private beginSync(): SyncRound {
+    const round: SyncRound = [];
     for (const s of this.open.values()) {
-      if (s.dirty) {
-        s.dirty = false;
-        if (!this.noSync) fdatasyncSync(s.fd);
+      if (!s.dirty && s.inflight === 0 && !(s.full && s.partial)) continue;
+      s.dirty = false;
+      s.inflight++;
+      round.push(s);
+    }
+    return round;
+  }
+
+  private release(round: SyncRound): void {
+    for (const s of round) {
+      s.inflight--;
+      if (s.retired && s.inflight === 0 && s.fd >= 0) {
+        closeSync(s.fd);
+        s.fd = -1;
       }
     }
-    for (const s of this.open.values()) {
-      if (!s.full || !s.partial) continue;
+  }
+
+  /** After the round's data is durable: `.partial` → full name for its completed segments. True when the directory needs an fsync. */
+  private renameCompleted(round: SyncRound): boolean {
+    // Names change only once the data under them is durable.
+    for (const s of round) {
+      if (s.retired || !s.full || !s.partial) continue;
       renameSync(join(this.dir, s.name + PARTIAL), join(this.dir, s.name));
       s.partial = false;
-      dirDirty = true;
+      this.dirChanges++;
     }
-    if (dirDirty && !this.noSync) fsyncSync(this.dirFd);
+    return this.dirChanges !== this.dirChangesSynced;
+  }
+
+  /** A directory fsync that started when `changes` entries had changed has finished. */
+  private dirSynced(changes: number): void {
+    if (changes > this.dirChangesSynced) this.dirChangesSynced = changes;
+  }
+
+  private fsyncDirNow(): void {
+    const changes = this.dirChanges;
+    if (!this.noSync) fsyncSync(this.dirFd);
+    this.dirSynced(changes);
   }
 
   /**
@@ -389,8 +359,9 @@ export class WalSegments {
     const offset = segmentOffset(lsn, this.walSegSize);
     const doomed = (n: bigint) => n > segno || (n === segno && offset === 0);
     // Everything before the cut becomes durable (the caller then counts it as synced).
+    // (A segment whose fdatasync a sync() still runs is flushed here too: that one may finish later.)
     for (const seg of this.open.values()) {
-      if (seg.segno < segno && seg.dirty && !this.noSync) fdatasyncSync(seg.fd);
+      if (seg.segno < segno && (seg.dirty || seg.inflight > 0) && !this.noSync) fdatasyncSync(seg.fd);
       if (seg.segno < segno) seg.dirty = false;
     }
     for (const seg of [...this.open.values()]) if (doomed(seg.segno)) this.closeSegment(seg);
@@ -399,7 +370,7 @@ export class WalSegments {
       .sort((a, b) => (a.segno > b.segno ? -1 : a.segno < b.segno ? 1 : 0));
     for (const f of files) {
       unlinkSync(join(this.dir, f.file));
-      if (!this.noSync) fsyncSync(this.dirFd);
+      this.fsyncDirNow();
     }
     if (offset > 0) {
       const name = segmentFileName(this.tli, segno, this.walSegSize);
@@ -407,12 +378,12 @@ export class WalSegments {
       const fullPath = join(this.dir, name);
       if (existsSync(fullPath)) {
         // Not complete any more: back to .partial before its tail changes
-        // (when both names exist, readers use the .partial one: keep that).
+        // (when both names exist, the .partial is the one read: keep that).
         const open = this.open.get(segno);
         if (existsSync(partialPath)) unlinkSync(fullPath);
         else renameSync(fullPath, partialPath);
         if (open) open.partial = true;
-        if (!this.noSync) fsyncSync(this.dirFd);
+        this.fsyncDirNow();
       }
       if (existsSync(partialPath)) {
         const seg = this.segment(segno);
@@ -424,15 +395,14 @@ export class WalSegments {
       }
     }
     // A new segment created before the cut may still need its directory entry synced.
-    if (this.dirDirty && !this.noSync) fsyncSync(this.dirFd);
-    this.dirDirty = false;
+    if (this.dirChanges !== this.dirChangesSynced) this.fsyncDirNow();
   }
 
   /** Close every file (after a final sync when the caller wants one). */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.abandonPrealloc();
+    this.prealloc.abandon();
     for (const seg of [...this.open.values()]) this.closeSegment(seg);
     closeSync(this.dirFd);
     this.dirFd = -1;

@@ -1,11 +1,12 @@
 // A directory of WAL segment files (pg_wal, a pg_receivewal target, or a
 // safekeeper timeline directory): which timeline to read, the segment size,
-// and which file holds each segment (.partial preferred, as readers do).
+// and which file holds each segment (wal/segment-files.ts: .partial preferred).
 import { closeSync, openSync, readSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isValidWalSegSize, parseSegmentFileName, segmentFileName, XLOG_BLCKSZ } from '../lsn.js';
 import { WalDirError } from './errors.js';
+import { PARTIAL_SUFFIX, segmentFilesToRead } from './segment-files.js';
 
 const SEGMENT_LIKE = /^([0-9A-F]{8})[0-9A-F]{16}(\.partial)?$/;
 const KNOWN_MAGICS = new Set([0xd106, 0xd10d, 0xd110, 0xd113, 0xd116]);
@@ -32,7 +33,7 @@ export class WalSegmentSet {
     readonly dir: string,
     readonly timeline: number,
     readonly walSegSize: number,
-    /** By segment number; a .partial wins over a full file of the same segment. */
+    /** By segment number, the file to read (segmentFilesToRead). */
     readonly files: ReadonlyMap<bigint, WalSegmentFile>,
   ) {}
 
@@ -128,10 +129,12 @@ export async function openWalDir(dir: string, opts: WalDirOptions = {}): Promise
 
   let walSegSize = opts.walSegSize;
   if (walSegSize === undefined) {
-    // the lowest non-empty file; for equal segments the .partial sorts second but is the one readers use
-    const bySegment = new Map<string, string>();
-    for (const n of mine) bySegment.set(n.slice(0, 24), n);
-    for (const n of bySegment.values()) {
+    // the lowest non-empty file among those read (names sort by segment)
+    const toRead = segmentFilesToRead(
+      mine.map((name) => ({ name, partial: name.endsWith(PARTIAL_SUFFIX) })),
+      (f) => f.name.slice(0, 24),
+    );
+    for (const { name: n } of toRead.values()) {
       const size = segSizeFromHeader(join(dir, n), n);
       if (size !== null) {
         walSegSize = size;
@@ -143,13 +146,11 @@ export async function openWalDir(dir: string, opts: WalDirOptions = {}): Promise
     }
   }
 
-  const files = new Map<bigint, WalSegmentFile>();
+  const found: WalSegmentFile[] = [];
   for (const name of mine) {
     const parsed = parseSegmentFileName(name, walSegSize);
     if (!parsed) throw new WalDirError(`"${name}" is not a valid segment file name for ${walSegSize}-byte segments`, 'bad-name');
-    const seen = files.get(parsed.segno);
-    if (seen && seen.partial) continue;
-    files.set(parsed.segno, { name, path: join(dir, name), segno: parsed.segno, partial: parsed.partial });
+    found.push({ name, path: join(dir, name), segno: parsed.segno, partial: parsed.partial });
   }
-  return new WalSegmentSet(dir, timeline, walSegSize, files);
+  return new WalSegmentSet(dir, timeline, walSegSize, segmentFilesToRead(found, (f) => f.segno));
 }

@@ -13,7 +13,7 @@ import type { SafeKeeperInfo } from '../../src/protocol/types.js';
 import { TimelineWalSource, type ServedTimeline } from '../../src/replication/daemon.js';
 import { SegmentFileReader } from '../../src/replication/file-source.js';
 import { WalSegmentMissingError } from '../../src/replication/source.js';
-import { noFeedback } from '../../src/timeline/timeline.js';
+import { noHsFeedback } from '../../src/acceptor/state.js';
 
 const SEG = 1 << 20;
 
@@ -94,7 +94,7 @@ t.test('TimelineWalSource: a truncation invalidates the readers of every stream'
     commitLsn: at(2),
     syncedLsn: at(2),
     storedState: state,
-    hsFeedback: noFeedback(),
+    hsFeedback: noHsFeedback(),
     subscribe(l) {
       listeners.push(l);
       return () => {};

@@ -8,17 +8,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Daemon } from '../../src/daemon/daemon.js';
 import { silentLogger } from '../../src/log.js';
-import { formatLsn, segmentFileName, segmentFloor, segmentNumber } from '../../src/lsn.js';
+import { formatLsn, segmentFileName, segmentFloor, segmentNumber, type Lsn } from '../../src/lsn.js';
 import { SAFEKEEPER_MAGIC } from '../../src/protocol/layout.js';
 import type { SafeKeeperInfo } from '../../src/protocol/types.js';
 import { timelineWalSource } from '../../src/replication/daemon.js';
 import { ControlFile } from '../../src/storage/control.js';
 import { idToBytes } from '../../src/timeline/ids.js';
+import type { Timeline } from '../../src/timeline/timeline.js';
 import { pgTempDir, runPg } from '../helpers/pg.js';
 import { makePrimaryWal, SEG } from './primary.js';
 
 const TENANT = 'a1'.repeat(16);
 const TIMELINE = 'b2'.repeat(16);
+
+/** A heartbeat carrying `commitLsn` from the voted proposer, as the WAL push path handles it: the acceptor state moves, then listeners hear of it. */
+function reportCommit(tl: Timeline, state: SafeKeeperInfo, commitLsn: Lsn): void {
+  const session = tl.acceptor.newSession();
+  session.greet(state.server, tl.syncedLsn);
+  session.vote({ nodeId: state.server.nodeId, vcl: state.flushLsn, epoch: state.epoch });
+  session.append({ senderId: state.server.nodeId, beginLsn: tl.syncedLsn, endLsn: tl.syncedLsn, restartLsn: 0n, commitLsn, wal: new Uint8Array(0) });
+  tl.noteCommit(commitLsn);
+}
 
 t.test('pg_receivewal streams a daemon timeline, following commit_lsn', async (t) => {
   const p = await makePrimaryWal(t);
@@ -80,7 +90,7 @@ t.test('pg_receivewal streams a daemon timeline, following commit_lsn', async (t
   }
   t.equal(source.readers.list()[0].applicationName, 'pg_receivewal');
   // A proposer reports a new commit_lsn (the WAL push path calls refresh() after noteCommit()).
-  tl.noteCommit(p.end);
+  reportCommit(tl, state, p.end);
   source.refresh();
   const r = await run;
   t.equal(r.code, 0, r.stderr);

@@ -67,6 +67,19 @@ t.test('a write creates a zero-filled .partial segment; sync renames full segmen
   w.close();
 });
 
+t.test('a blocking sync while a background one runs takes over its segments: both finish, each name changes once', async (t) => {
+  const dir = tempDir(t);
+  const w = new WalSegments({ dir, walSegSize: SEG, timeline: 1 });
+  w.write(BigInt(SEG - 10), pattern(20, 5)); // completes segment 0, starts segment 1
+  const background = w.sync();
+  w.syncNow();
+  t.same(readdirSync(dir).sort(), [name(0), name(1) + '.partial'], 'the blocking sync flushed and renamed the completed segment itself');
+  await background;
+  t.same(readdirSync(dir).sort(), [name(0), name(1) + '.partial']);
+  t.notOk(w.needsSync, 'nothing left to sync');
+  w.close();
+});
+
 t.test('writes in many pieces equal the source; a reopened store continues in place', async (t) => {
   const dir = tempDir(t, 'wk-seg-');
   const src = pattern(3 * SEG + 12345, 99);

@@ -1,0 +1,122 @@
+// Group commit over a fake segment store: one sync covers every write that
+// arrived before it, nothing counts as durable before its sync finished,
+// and the blocking and background syncs keep the same books.
+import t from 'tap';
+import { GroupCommit, type SyncableWal } from '../../src/timeline/group-commit.js';
+
+/** A store whose background syncs finish when the test says so. */
+class FakeWal implements SyncableWal {
+  needsSync = false;
+  readonly pending: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
+  syncNows = 0;
+  failNow: Error | undefined;
+
+  sync(): Promise<void> {
+    return new Promise((resolve, reject) => this.pending.push({ resolve, reject }));
+  }
+
+  syncNow(): void {
+    this.syncNows++;
+    if (this.failNow) throw this.failNow;
+  }
+
+  async finish(err?: Error): Promise<void> {
+    const p = this.pending.shift()!;
+    if (err) p.reject(err);
+    else p.resolve();
+    // Let the group commit's continuation run.
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+function setup() {
+  const durable: bigint[] = [];
+  const failures: Error[] = [];
+  let halted = false;
+  const gc = new GroupCommit({
+    synced: (synced) => durable.push(synced),
+    failed: (err) => {
+      failures.push(err);
+      halted = true;
+      return new Error(`wrapped: ${err.message}`);
+    },
+    halted: () => halted,
+  });
+  const wal = new FakeWal();
+  gc.wal = wal;
+  return { gc, wal, durable, failures };
+}
+
+t.test('one sync covers the writes that arrived together; later ones wait for the next', async (t) => {
+  const { gc, wal, durable } = setup();
+  gc.wrote(100n);
+  gc.wrote(200n);
+  gc.request(200n);
+  gc.request(200n);
+  t.equal(wal.pending.length, 1, 'one sync for the batch');
+  t.equal(gc.syncedLsn, 0n, 'nothing durable before the sync finished');
+  gc.wrote(300n);
+  gc.request(300n);
+  t.equal(wal.pending.length, 1, 'a write during the sync waits for the next one');
+  await wal.finish();
+  t.same(durable, [200n], 'the first sync covers what was written when it started');
+  t.equal(wal.pending.length, 1, 'the next sync starts by itself');
+  await wal.finish();
+  t.same(durable, [200n, 300n]);
+  t.equal(gc.syncedLsn, 300n);
+  await gc.quiesce();
+  t.equal(wal.pending.length, 0, 'nothing left to sync');
+});
+
+t.test('syncNow: blocking, same bookkeeping', async (t) => {
+  const { gc, wal, durable } = setup();
+  gc.wrote(500n);
+  gc.syncNow();
+  t.equal(wal.syncNows, 1);
+  t.equal(gc.syncedLsn, 500n);
+  t.same(durable, [500n]);
+});
+
+t.test('a truncation during a sync: the sync no longer moves the durable position', async (t) => {
+  const { gc, wal, durable } = setup();
+  gc.wrote(1000n);
+  gc.request();
+  gc.truncated(400n);
+  t.equal(gc.syncedLsn, 400n, 'everything below the cut counts as synced');
+  await wal.finish();
+  t.same(durable, [400n], 'the old sync reports only the position after the cut');
+});
+
+t.test('a failed sync is reported once and stops further syncs', async (t) => {
+  const { gc, wal, durable, failures } = setup();
+  gc.wrote(100n);
+  gc.request();
+  await wal.finish(new Error('EIO'));
+  t.same(failures.map((e) => e.message), ['EIO']);
+  t.same(durable, [], 'nothing became durable');
+  gc.wrote(200n);
+  gc.request();
+  t.equal(wal.pending.length, 0, 'no sync after the failure');
+  await gc.quiesce();
+});
+
+t.test('a failed syncNow throws what the failure hook returns', async (t) => {
+  const { gc, wal } = setup();
+  wal.failNow = new Error('ENOSPC');
+  gc.wrote(100n);
+  t.throws(() => gc.syncNow(), { message: 'wrapped: ENOSPC' });
+  t.equal(gc.syncedLsn, 0n);
+});
+
+t.test('without files nothing is synced until a position is wanted beyond the durable one', async (t) => {
+  const durable: bigint[] = [];
+  const gc = new GroupCommit({ synced: (s) => durable.push(s), failed: (e) => e, halted: () => false });
+  gc.reset(100n);
+  gc.request(100n);
+  gc.syncNow();
+  await gc.quiesce();
+  t.same(durable, [], 'nothing to do');
+  gc.request(200n);
+  await gc.quiesce();
+  t.same(durable, [200n], 'a wanted position beyond the durable end is reached once the (empty) round ends');
+});
