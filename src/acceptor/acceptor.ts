@@ -1,5 +1,5 @@
-// The consensus state machine of one timeline (PROTOCOL.md, "What the
-// safekeeper does"). Pure and synchronous: decoded messages in, replies
+// The consensus state machine of one timeline (docs/protocol.md §5;
+// durability rules §6). Pure and synchronous: decoded messages in, replies
 // out, durability through the injected AcceptorStorage. No sockets, no
 // files, no clocks, so the same code runs under the daemon and under the
 // deterministic simulation in test/sim/.

@@ -2,10 +2,10 @@
 // PostgreSQL primary (src/proposer/quorum.ts).
 import { readFileSync } from 'node:fs';
 import { createLogger } from '../log.js';
-import { LsnError, parseLsn, type Lsn } from '../lsn.js';
+import { LsnError, parseLsn } from '../lsn.js';
 import { ConnStringError, resolveConnString, type ConnTarget } from '../proposer/connstr.js';
 import { SLOT_NAME } from '../proposer/primary.js';
-import { LostLeadershipError, QuorumProposer, type SafekeeperAddress } from '../proposer/quorum.js';
+import { LostLeadershipError, QuorumProposer, type QuorumProposerOptions } from '../proposer/quorum.js';
 import { CommandError, UsageError } from './errors.js';
 import { parseCommandLine, showHelp } from './options.js';
 import { parseListenAddress } from './run.js';
@@ -43,17 +43,11 @@ Exits 0 after SIGINT/SIGTERM, 1 when it cannot go on (another proposer took
 over the timeline, the primary switched timelines, ...), 2 on bad usage.
 `;
 
-export interface ProposeOptions {
-  primary: ConnTarget;
-  safekeepers: SafekeeperAddress[];
-  tenantId: string;
-  timelineId: string;
-  slot: string;
-  applicationName: string;
-  startLsn?: Lsn;
-  maxBufferBytes?: number;
-  safekeeperPassword?: string;
-}
+/** What the command line sets; the rest of the proposer's options keep their defaults. */
+export type ProposeOptions = Pick<
+  QuorumProposerOptions,
+  'primary' | 'safekeepers' | 'tenantId' | 'timelineId' | 'slot' | 'applicationName' | 'startLsn' | 'maxBufferBytes' | 'safekeeperPassword'
+>;
 
 const HEX32 = /^[0-9a-fA-F]{32}$/;
 

@@ -1,6 +1,5 @@
 // The proposer's arithmetic of an election, pure so that the simulation and
-// a network proposer share it. How the pieces fit (PROTOCOL.md and the
-// 2021 design):
+// a network proposer share it. How the pieces fit (docs/protocol.md §7):
 //   1. greet a majority; term = nextTerm(highest vote term seen)
 //   2. vote with that term; once a majority granted, greet them again: only
 //      state read AFTER the vote is stable (an older leader may still append
@@ -51,7 +50,7 @@ export function quorumCommitLsn(flushes: readonly Lsn[], quorum: number): Lsn {
  * Where to start streaming to an acceptor whose WAL from the same start is
  * `theirs`, when the leader's is `ours`: the first byte that differs, or the
  * end of the shorter one. Everything before it matches; the acceptor
- * truncates from there (PROTOCOL.md, "Overwriting").
+ * truncates from there (docs/protocol.md §5.5, §7.4).
  */
 export function divergence(ours: Uint8Array, theirs: Uint8Array): number {
   const n = Math.min(ours.length, theirs.length);

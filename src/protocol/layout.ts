@@ -1,4 +1,4 @@
-// Sizes and constants of the WAL push protocol v1 (PROTOCOL.md). Offsets of
+// Sizes and constants of the WAL push protocol v1 (docs/protocol.md §4, control file §9). Offsets of
 // each field live next to the codec that reads them (messages.ts).
 
 export const PROTOCOL_VERSION = 1;

@@ -1,5 +1,5 @@
 // Encoders and decoders of the WAL push protocol v1 messages: little-endian,
-// fixed offsets, no padding (PROTOCOL.md). Decoders check every length and
+// fixed offsets, no padding (docs/protocol.md §4). Decoders check every length and
 // throw ProtocolError; bytes after the last field are ignored, except in
 // ServerInfo (exactly 88 bytes) and SafeKeeperRequest (the WAL is the rest).
 import { Reader, Writer } from '../pq/buffer.js';

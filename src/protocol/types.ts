@@ -1,5 +1,5 @@
 // Decoded forms of the WAL push protocol (v1) messages; the byte layouts are
-// in PROTOCOL.md and encoded/decoded only by src/protocol/.
+// in docs/protocol.md §4 and encoded/decoded only by src/protocol/.
 import type { Lsn } from '../lsn.js';
 
 /** term + proposer uuid; ordered by term, then uuid bytes. */

@@ -1,4 +1,4 @@
-// START_WAL_PUSH: the proposer ↔ acceptor session (PROTOCOL.md).
+// START_WAL_PUSH: the proposer ↔ acceptor session (docs/protocol.md §3; the acceptor's rules §5, durability §6).
 //
 // The acceptor calls are synchronous: each SafeKeeperRequest is decoded,
 // written into its segment and answered with a response that waits in this

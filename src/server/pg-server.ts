@@ -17,7 +17,7 @@ export interface ListenAddress {
   port: number;
 }
 
-/** ParameterStatus values a PostgreSQL 15 walsender announces (fact sheet §1.4). */
+/** ParameterStatus values a PostgreSQL 15 walsender announces (docs/protocol.md §2.4). */
 export function serverParams(ctx: ServerContext, info: StartupInfo): Array<[string, string]> {
   const requested = (info.get('client_encoding') ?? '').toUpperCase().replace(/[-_]/g, '');
   const clientEncoding = requested === 'UTF8' || requested === 'UNICODE' ? 'UTF8' : 'SQL_ASCII';

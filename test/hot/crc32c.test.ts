@@ -6,7 +6,7 @@ import { mulberry32 } from '../helpers/support.js';
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const ascii = (s: string) => Buffer.from(s, 'latin1');
 
-// RFC 3720 / PostgreSQL-checked vectors (pg-replication-facts §7.5).
+// RFC 3720 / PostgreSQL-checked vectors (CRC-32C as PostgreSQL computes it: docs/protocol.md §9).
 const VECTORS: Array<[string, Uint8Array, number]> = [
   ['123456789', ascii('123456789'), 0xe3069283],
   ['empty', new Uint8Array(0), 0x00000000],

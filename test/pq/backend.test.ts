@@ -1,5 +1,5 @@
 // Byte fixtures for the server → client messages. Expected bytes are the
-// ones captured from PostgreSQL 15 on the wire (fact sheet §1–§2).
+// ones captured from PostgreSQL 15 on the wire (docs/protocol.md §2, §11.1).
 import t from 'tap';
 import {
   authenticationCleartextPassword,

@@ -37,7 +37,7 @@ import {
 import { U64_MAX } from '../../src/protocol/layout.js';
 import { FakeConn, fx, MemWalSource } from '../replication/helpers.js';
 
-// Observed on the wire from PostgreSQL 15.18 (research/pg-replication-facts.md §2.2, §4).
+// Observed on the wire from PostgreSQL 15.18 (docs/protocol.md §11.1, §11.4).
 const IDENTIFY_T =
   '54 0000006f 0004' +
   ' "systemid\\0" 00000000 0000 00000019 ffff ffffffff 0000' +

@@ -64,7 +64,7 @@ t.test('start-up messages', (t) => {
 });
 
 t.test('ErrorResponse fields', (t) => {
-  // as observed from PostgreSQL 15 (pg-replication-facts §2)
+  // as observed from PostgreSQL 15 (docs/protocol.md §2.6)
   const body = text(
     'SERROR\0VERROR\0C58P01\0Mrequested WAL segment 000000010000000000000000 has already been removed\0Fwalsender.c\0L2741\0RWalSndSegmentOpen\0\0',
   );

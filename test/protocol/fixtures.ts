@@ -1,4 +1,4 @@
-// Hand-written byte fixtures of the WAL push messages (PROTOCOL.md), laid
+// Hand-written byte fixtures of the WAL push messages (docs/protocol.md §4), laid
 // out field by field with their offsets, and the decoded values they mean.
 import type { NodeId, ServerInfo, SafeKeeperInfo } from '../../src/protocol/types.js';
 

@@ -1,6 +1,6 @@
 // A proposer that feeds a walkeeper timeline with a real PostgreSQL
 // primary's WAL, read straight from the primary's pg_wal. It is elected the
-// safe way (PROTOCOL.md, src/proposer/election.ts): greet, vote, greet again
+// safe way (docs/protocol.md §7.2–§7.4): greet, vote, greet again
 // on a new START_WAL_PUSH, vote with the VCL = the flush position read after
 // the vote. Then it pushes WAL in chunks that end wherever the chooser says
 // (record boundaries are not needed: the safekeeper stores bytes), with
