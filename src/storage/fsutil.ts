@@ -2,6 +2,7 @@
 // file replacement, durable directory creation. Every durability point of
 // the daemon goes through src/storage/, most of them through here.
 import { closeSync, fdatasync, fsync, fsyncSync, mkdirSync, open, openSync, renameSync, write, writeSync, existsSync } from 'node:fs';
+import { open as openFile, rename as renameFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** fsync a directory, so that entries created, renamed or removed in it are durable. */
@@ -91,4 +92,29 @@ export function mkdirDurableSync(dir: string, opts: { noSync?: boolean; mode?: n
   }
   if (!opts.noSync) fsyncDirSync(parent);
   return true;
+}
+
+/**
+ * writeFileDurableSync off the event loop: temp file, fsync, rename, fsync of
+ * the directory. Used for files large enough that a synchronous write would
+ * stall the daemon (archived WAL segments).
+ */
+export async function writeFileDurably(path: string, bytes: Uint8Array, opts: DurableWriteOptions = {}): Promise<void> {
+  const temp = opts.tempPath ?? `${path}.partial`;
+  const fh = await openFile(temp, 'w', opts.mode ?? 0o600);
+  try {
+    await fh.writeFile(bytes);
+    if (!opts.noSync) await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await renameFile(temp, path);
+  if (!opts.noSync) {
+    const dir = await openFile(dirname(path), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
 }
