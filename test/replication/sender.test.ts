@@ -174,7 +174,8 @@ t.test("answers replyRequested with an 18-byte 'k'; idle keepalives; timeout", a
 
   t.test('idle keepalives, asking for a reply once half the timeout has passed', async (t) => {
     const conn = new FakeConn();
-    const done = handleReplicationQuery('START_REPLICATION 0/1000000', conn, source, { keepaliveIntervalMs: 40, timeoutMs: 200 });
+    // Idle keepalives every 100 ms, the ping at 1 s: several come first even on a slowed machine.
+    const done = handleReplicationQuery('START_REPLICATION 0/1000000', conn, source, { keepaliveIntervalMs: 100, timeoutMs: 2000 });
     const msgs = await conn.until((m) => keepalives(m).some((k) => k.replyRequested));
     const ks = keepalives(msgs);
     t.ok(ks.length >= 2);
@@ -187,7 +188,9 @@ t.test("answers replyRequested with an 18-byte 'k'; idle keepalives; timeout", a
   t.test('a reply is requested at half the timeout even while WAL flows', async (t) => {
     const busy = new MemWalSource({ commit: start });
     const conn = new FakeConn();
-    const done = handleReplicationQuery('START_REPLICATION 0/1000000', conn, busy, { keepaliveIntervalMs: 10_000, timeoutMs: 200 });
+    // The ping is due at 1 s; WAL is fed every 5 ms, so even a machine
+    // slowed tenfold sends many XLogData messages before it.
+    const done = handleReplicationQuery('START_REPLICATION 0/1000000', conn, busy, { keepaliveIntervalMs: 10_000, timeoutMs: 2000 });
     const feeder = setInterval(() => busy.advance(busy.commitLsn() + 100n), 5);
     const msgs = await conn.until((m) => keepalives(m).some((k) => k.replyRequested));
     clearInterval(feeder);
