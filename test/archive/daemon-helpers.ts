@@ -10,7 +10,7 @@ import { segmentFileName, segmentStart, type Lsn } from '../../src/lsn.js';
 import { MAX_WAL_PER_REQUEST } from '../../src/protocol/layout.js';
 import type { NodeId } from '../../src/protocol/types.js';
 import { waitFor } from '../helpers/support.js';
-import { elect, PushClient, TENANT, TIMELINE, type DaemonProc, type RealWal } from '../daemon/helpers.js';
+import { PROPOSER_UUID, PushClient, serverInfo, TENANT, TIMELINE, type DaemonProc, type RealWal } from '../daemon/helpers.js';
 import { WalBuilder } from '../wal/synth.js';
 
 export const SEG = 1 << 20;
@@ -40,10 +40,14 @@ export interface Pusher {
   acked: Lsn;
 }
 
-/** Connect, elect (a term above any stored), ready to push. */
-export async function connectPusher(d: DaemonProc, wal: RealWal, params?: Record<string, string>): Promise<Pusher> {
-  const client = await PushClient.connect(d.pgPort, params);
-  const { nodeId, greeting } = await elect(client, wal);
+/** Connect to a timeline, elect (a term above any stored), ready to push. */
+export async function connectPusher(d: DaemonProc, wal: RealWal, timelineId = TIMELINE): Promise<Pusher> {
+  const client = await PushClient.connect(d.pgPort, timelineParams(timelineId));
+  await client.startWalPush();
+  const greeting = await client.greet(serverInfo(wal, 1n, { timelineId: Uint8Array.from(Buffer.from(timelineId, 'hex')) }));
+  const nodeId = { term: greeting.server.nodeId.term + 1n, uuid: PROPOSER_UUID };
+  const reply = await client.vote({ nodeId, vcl: greeting.flushLsn, epoch: nodeId.term });
+  if (reply.term !== nodeId.term) throw new Error(`vote not granted: ${reply.term}`);
   return { client, nodeId, acked: greeting.flushLsn };
 }
 
