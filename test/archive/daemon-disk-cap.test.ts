@@ -83,6 +83,7 @@ t.test('disk cap with a stalled archive, then recovery when it returns', async (
   const stalled = await waitStatus(d, 'upload errors reported', (s) => (s.archive?.upload_errors ?? 0) > 0);
   t.ok(stalled.archive?.last_error, 'the last error is shown');
   t.equal(stalled.segments_removed, 0, 'nothing removed while nothing is archived');
+  t.equal(stalled.backup_lsn, '0/0', 'backup_lsn 0/0: nothing archived yet');
   t.ok(stalled.disk_usage_bytes >= 4 * (1 << 20), 'disk usage shown');
 
   // The archive returns: the backlog uploads, space is reclaimed, appends go on.
