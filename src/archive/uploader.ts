@@ -107,7 +107,9 @@ export class TimelineUploader {
     const segSize = this.segSize!;
     const now = this.now();
     this.persistBackupLsn(now, false);
-    if (now >= this.retryAt && this.retry.size > 0) {
+    // After a failure nothing new starts before the backoff is over: an unreachable archive is tried at its pace.
+    const backingOff = now < this.retryAt;
+    if (!backingOff && this.retry.size > 0) {
       for (const segno of [...this.retry].sort((a, b) => (a < b ? -1 : 1))) {
         if (this.inflight.size >= this.opts.uploads) break;
         this.retry.delete(segno);
@@ -115,7 +117,7 @@ export class TimelineUploader {
       }
     }
     const limit = this.tl.commitLsn < this.tl.syncedLsn ? this.tl.commitLsn : this.tl.syncedLsn;
-    if (this.inflight.size < this.opts.uploads && segmentStart(this.next + 1n, segSize) <= limit) {
+    if (!backingOff && this.inflight.size < this.opts.uploads && segmentStart(this.next + 1n, segSize) <= limit) {
       const complete = this.completeFiles();
       while (this.inflight.size < this.opts.uploads && segmentStart(this.next + 1n, segSize) <= limit && complete.has(this.next)) {
         this.startSegment(this.next);
