@@ -13,6 +13,8 @@ import {
   connectPusher,
   heartbeat,
   lsnText,
+  metrics,
+  metricValue,
   MiB,
   pushRange,
   segName,
@@ -84,6 +86,9 @@ t.test('disk cap with a stalled archive, then recovery when it returns', async (
   t.ok(stalled.archive?.last_error, 'the last error is shown');
   t.equal(stalled.segments_removed, 0, 'nothing removed while nothing is archived');
   t.equal(stalled.backup_lsn, '0/0', 'backup_lsn 0/0: nothing archived yet');
+  const m = await metrics(d);
+  t.ok((metricValue(m, 'walkeeper_archive_upload_errors_total') ?? 0) > 0, 'upload errors counted in the metrics');
+  t.ok((metricValue(m, 'walkeeper_archive_lag_bytes') ?? 0) > 0, 'archive lag in the metrics');
   t.ok(stalled.disk_usage_bytes >= 4 * (1 << 20), 'disk usage shown');
 
   // The archive returns: the backlog uploads, space is reclaimed, appends go on.
