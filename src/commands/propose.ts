@@ -7,6 +7,7 @@ import { ConnStringError, resolveConnString, type ConnTarget } from '../proposer
 import { SLOT_NAME } from '../proposer/primary.js';
 import { LostLeadershipError, QuorumProposer, type QuorumProposerOptions } from '../proposer/quorum.js';
 import { CommandError, UsageError } from './errors.js';
+import { parseSize } from './units.js';
 import { parseCommandLine, showHelp } from './options.js';
 import { parseListenAddress } from './run.js';
 
@@ -50,15 +51,6 @@ export type ProposeOptions = Pick<
 >;
 
 const HEX32 = /^[0-9a-fA-F]{32}$/;
-
-export function parseSize(text: string, option: string): number {
-  const m = /^(\d+)\s*(B|kB|KB|MB|GB)?$/.exec(text.trim());
-  if (!m) throw new UsageError(`${option}: invalid size "${text}" (e.g. 64MB)`);
-  const mult = { B: 1, kB: 1024, KB: 1024, MB: 1 << 20, GB: 1 << 30 }[(m[2] ?? 'B') as 'B'];
-  const n = Number(m[1]) * mult;
-  if (n < 1 << 20) throw new UsageError(`${option}: ${text} is too small; at least 1MB`);
-  return n;
-}
 
 export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
   const parsed = parseCommandLine(argv, {

@@ -7,8 +7,7 @@ import { createLogger } from '../log.js';
 import type { ListenAddress } from '../server/pg-server.js';
 import { CommandError, UsageError } from './errors.js';
 import { parseCommandLine, showHelp } from './options.js';
-import { parseSize } from './propose.js';
-import { parseDuration } from './token.js';
+import { parseDuration, parseSize } from './units.js';
 
 export const DEFAULT_DATA_DIR = '.walkeeper';
 export const DEFAULT_LISTEN_PG = '127.0.0.1:5454';
@@ -66,22 +65,6 @@ export interface RunOptions {
   walLifecycle: WalLifecycleSettings;
 }
 
-/** SIZE (e.g. 64MB); 0 allowed where it means "none". */
-function parseSizeOrZero(text: string, option: string): number {
-  return text.trim() === '0' ? 0 : parseSize(text, option);
-}
-
-/** DURATION (e.g. 90s, 10m, 7d) in ms; 0 allowed where it means "off". */
-function parseDurationMs(text: string, option: string, zeroAllowed: boolean): number {
-  if (zeroAllowed && /^0+[smhd]?$/.test(text)) return 0;
-  try {
-    return parseDuration(text) * 1000;
-  } catch (err) {
-    if (err instanceof UsageError) throw new UsageError(err.message.replace('--expires-in', option));
-    throw err;
-  }
-}
-
 /** Parse HOST:PORT ([v6]:PORT for IPv6). */
 export function parseListenAddress(text: string, option: string): ListenAddress {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(text);
@@ -127,9 +110,9 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
         },
       },
       remoteStorageEndpoint: { names: ['--remote-storage-endpoint'], value: true },
-      walKeepSize: { names: ['--wal-keep-size'], value: true, parse: (v) => parseSizeOrZero(v, '--wal-keep-size') },
-      walKeepTime: { names: ['--wal-keep-time'], value: true, parse: (v) => parseDurationMs(v, '--wal-keep-time', true) },
-      maxTimelineDiskUsage: { names: ['--max-timeline-disk-usage'], value: true, parse: (v) => parseSizeOrZero(v, '--max-timeline-disk-usage') },
+      walKeepSize: { names: ['--wal-keep-size'], value: true, parse: (v) => parseSize(v, '--wal-keep-size', { zeroMeansNone: true }) },
+      walKeepTime: { names: ['--wal-keep-time'], value: true, parse: (v) => parseDuration(v, '--wal-keep-time', { zeroMeansOff: true }) * 1000 },
+      maxTimelineDiskUsage: { names: ['--max-timeline-disk-usage'], value: true, parse: (v) => parseSize(v, '--max-timeline-disk-usage', { zeroMeansNone: true }) },
       archiveUploads: {
         names: ['--archive-uploads'],
         value: true,
@@ -138,7 +121,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
           return Number(v);
         },
       },
-      archiveVerifyInterval: { names: ['--archive-verify-interval'], value: true, parse: (v) => parseDurationMs(v, '--archive-verify-interval', false) },
+      archiveVerifyInterval: { names: ['--archive-verify-interval'], value: true, parse: (v) => parseDuration(v, '--archive-verify-interval') * 1000 },
       authPublicKey: {
         names: ['--auth-public-key'],
         value: true,

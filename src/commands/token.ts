@@ -5,6 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadPrivateKey, signToken, type TokenClaims } from '../auth/jwt.js';
 import { ID_HEX } from '../timeline/ids.js';
 import { CommandError, UsageError } from './errors.js';
+import { parseDuration } from './units.js';
 import { parseCommandLine, showHelp } from './options.js';
 
 const HELP = `usage: walkeeper token --private-key PATH [--scope SCOPE] [--tenant-id ID] [--expires-in DURATION]
@@ -25,16 +26,6 @@ options:
                          PREFIX.public.pem (for --auth-public-key); nothing is overwritten
   -h, --help             show this help
 `;
-
-/** Seconds in "90", "90s", "15m", "12h", "30d". */
-export function parseDuration(text: string): number {
-  const m = /^(\d{1,9})([smhd]?)$/.exec(text);
-  if (!m) throw new UsageError(`--expires-in: invalid duration "${text}": expected N seconds or Ns, Nm, Nh, Nd`);
-  const n = Number(m[1]);
-  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
-  if (n === 0) throw new UsageError('--expires-in: the duration must be more than 0');
-  return n * unit;
-}
 
 function newKeyPair(prefix: string): number {
   const priv = `${prefix}.private.pem`;
@@ -75,7 +66,7 @@ export async function tokenCommand(argv: string[]): Promise<number> {
           return v.toLowerCase();
         },
       },
-      expiresIn: { names: ['--expires-in'], value: true, parse: parseDuration },
+      expiresIn: { names: ['--expires-in'], value: true, parse: (v) => parseDuration(v, '--expires-in') },
       newKeyPair: { names: ['--new-key-pair'], value: true },
     },
   });
