@@ -277,8 +277,12 @@ export class TimelineUploader {
 
   // ---- one file ----
 
-  /** Upload `file` under its name unless an object is there; an object with another checksum is a conflict. */
-  private async archiveFile(name: string, file: Buffer): Promise<Outcome> {
+  /**
+   * Upload `file` under its name unless an object is there; an object with
+   * another checksum is a conflict. A re-check (`rechecking`) of a file
+   * already counted as archived does not count it again.
+   */
+  private async archiveFile(name: string, file: Buffer, rechecking = false): Promise<Outcome> {
     const key = objectKey(this.tl.key.tenantId, this.tl.key.timelineId, name);
     const signal = this.abort.signal;
     const sha256 = await sha256HexAsync(file);
@@ -291,7 +295,7 @@ export class TimelineUploader {
         theirs = `unreadable metadata (${(err as Error).message})`;
       }
       if (theirs === sha256) {
-        this.progress.segmentsAlreadyPresent++;
+        if (!rechecking) this.progress.segmentsAlreadyPresent++;
         return 'present';
       }
       if (!this.progress.conflicts.has(name)) {
@@ -318,7 +322,8 @@ export class TimelineUploader {
     for (const name of names.sort()) {
       try {
         // A conflict is logged and shown once; the next verification pass checks it again.
-        await this.archiveFile(name, await readFile(join(this.tl.dir, name)));
+        // Not a segment: an identical object is not counted in segments_already_present.
+        await this.archiveFile(name, await readFile(join(this.tl.dir, name)), true);
         this.historyArchived.add(name);
       } catch (err) {
         if (this.stopped) return;
@@ -339,7 +344,7 @@ export class TimelineUploader {
       if (this.stopped) return;
       let outcome: Outcome;
       try {
-        outcome = await this.archiveFile(name, await readFile(join(this.tl.dir, name)));
+        outcome = await this.archiveFile(name, await readFile(join(this.tl.dir, name)), segno < below);
       } catch (err) {
         if (this.stopped) return;
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed meanwhile
@@ -352,7 +357,7 @@ export class TimelineUploader {
         this.progress.conflicts.delete(name);
         if (segno >= below) {
           this.done.add(segno);
-                this.advance();
+          this.advance();
         }
       }
     }

@@ -36,6 +36,8 @@ export interface WalSegmentsOptions {
   noSync?: boolean;
   /** Make the next segment ahead of time in the background (the daemon turns this on). */
   preallocate?: boolean;
+  /** Whether segment `segno` may be made ahead of time now (a disk cap says no when it would not fit). */
+  mayPreallocate?: (segno: bigint) => boolean;
   /** Told when a background preallocation fails (the synchronous path takes over). */
   onPreallocError?: (err: Error) => void;
 }
@@ -108,6 +110,7 @@ export class WalSegments {
   readonly walSegSize: number;
   readonly noSync: boolean;
   readonly preallocate: boolean;
+  private readonly mayPreallocate: ((segno: bigint) => boolean) | undefined;
   private tli: number;
   private readonly open = new Map<bigint, OpenSegment>();
   private dirFd: number;
@@ -123,6 +126,7 @@ export class WalSegments {
     this.tli = opts.timeline;
     this.noSync = opts.noSync ?? false;
     this.preallocate = opts.preallocate ?? false;
+    this.mayPreallocate = opts.mayPreallocate;
     this.prealloc = new SegmentPreallocator({ dir: this.dir, walSegSize: this.walSegSize, noSync: this.noSync, onError: opts.onPreallocError });
     this.dirFd = openSync(this.dir, 'r');
     this.removeTempFiles();
@@ -202,7 +206,7 @@ export class WalSegments {
 
   /** Start making segment `segno` in the background, unless it exists or is being made. */
   private preallocateNext(segno: bigint): void {
-    if (!this.preallocate || this.closed || this.prealloc.busy) return;
+    if (!this.preallocate || this.closed || this.prealloc.busy || this.mayPreallocate?.(segno) === false) return;
     const name = segmentFileName(this.tli, segno, this.walSegSize);
     if (existsSync(join(this.dir, name + PARTIAL)) || existsSync(join(this.dir, name))) return;
     this.prealloc.start(segno, this.tli, name);

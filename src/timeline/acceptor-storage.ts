@@ -42,6 +42,8 @@ export interface TimelineStorageOptions {
   stats: TimelineStats;
   /** The acceptor's current state: segment size and PostgreSQL timeline when nothing is persisted yet. */
   currentState: () => SafeKeeperInfo;
+  /** Whether segment `segno` may be made ahead of time (see WalSegmentsOptions). */
+  mayPreallocate: (segno: bigint) => boolean;
   /** WAL from `lsn` on was discarded. */
   onTruncated: (lsn: Lsn) => void;
   /** The timeline failed (called once). */
@@ -149,6 +151,7 @@ export class TimelineStorage implements AcceptorStorage {
         timeline: tli,
         noSync,
         preallocate: true,
+        mayPreallocate: this.opts.mayPreallocate,
         onPreallocError: (err) => {
           // The synchronous path creates the segment when it is needed (and fails the timeline if that fails too).
           if (!this.preallocFailing) this.opts.log.warn({ err: err.message }, 'could not make the next WAL segment ahead of time; it will be created when needed');

@@ -103,6 +103,8 @@ export class Timeline {
       groupCommit: this.groupCommit,
       stats: this.stats,
       currentState: () => this.acceptor.state,
+      // Under a disk cap the segment made ahead counts too: make it only when it fits.
+      mayPreallocate: (segno) => this.fitsDiskCap(segno),
       onTruncated: (lsn) => {
         // WAL rewritten below the local start (never by a correct proposer): find it again from the files.
         if (this.localStartLsn !== null && lsn < this.localStartLsn) this.localStartLsn = null;
@@ -155,6 +157,15 @@ export class Timeline {
   }
 
   /** Before an append of [beginLsn, endLsn): throws DiskCapError when its WAL would take more than the cap. */
+  /** Whether every segment from the local start through `segno` fits under --max-timeline-disk-usage. */
+  private fitsDiskCap(segno: bigint): boolean {
+    if (this.maxDiskUsage <= 0) return true;
+    const segSize = this.walSegSize ?? this.acceptor.state.server.walSegSize;
+    if (!isValidWalSegSize(segSize) || this.localStartLsn === null) return false;
+    const segmentEnd = (segno + 1n) * BigInt(segSize);
+    return walFootprint(this.localStartLsn, segmentEnd, segSize) <= this.maxDiskUsage;
+  }
+
   checkDiskCap(beginLsn: Lsn, endLsn: Lsn): void {
     if (endLsn <= beginLsn) return;
     const segSize = this.walSegSize ?? this.acceptor.state.server.walSegSize;
