@@ -56,7 +56,11 @@ export class ArchiveSource implements WalFileSource {
     } catch (err) {
       if (err instanceof SourceProblem) throw err;
       if (err instanceof ObjectFormatError) throw new SourceProblem('corrupt', `${this.description}: ${err.message}`);
-      if (err instanceof RemoteStorageError) throw new SourceProblem(err.transient ? 'transient' : 'refused', `${this.description}: ${err.message}`);
+      if (err instanceof RemoteStorageError) {
+        // The backend's messages may already name the archive.
+        const message = err.message.startsWith(this.description) ? err.message : `${this.description}: ${err.message}`;
+        throw new SourceProblem(err.transient ? 'transient' : 'refused', message);
+      }
       throw new SourceProblem('transient', `${this.description}: ${(err as Error).message}`);
     }
   }
