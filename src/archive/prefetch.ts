@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { writeFileDurably } from '../storage/fsutil.js';
 import { declaredSegmentSize } from '../wal/verify-segment.js';
 import { fetchWalFile, type WalFileSource } from './fetch.js';
-import { followingSegments, LOCK, pidAlive, readLock, TEMP_MARK } from './spool.js';
+import { followingSegments, LOCK, pidAlive, readDelivered, readLock, TEMP_MARK } from './spool.js';
 
 export interface PrefetchWork {
   spool: string;
@@ -15,16 +15,22 @@ export interface PrefetchWork {
   walSegSize: number;
   depth: number;
   sources: readonly WalFileSource[];
-  /** Parallel fetches (default 4). */
+  /** Parallel fetches (default 2: decoding and checksums are CPU-bound, and the next segment is needed first). */
   parallel?: number;
   noSync?: boolean;
 }
 
+/** How long a worker with nothing to fetch waits for PostgreSQL to ask for more before it exits. */
+const IDLE_MS = 10_000;
+const POLL_MS = 25;
+
 /**
- * The worker: fetch the missing segments of the window into the spool, in
- * order of need, `parallel` at a time. One try each; it stops at the first
- * segment that is missing or fails (the foreground call will retry it and
- * report properly). Only one worker per spool runs at a time.
+ * The worker: keep the `depth` segments after the last one delivered (the
+ * spool's `delivered` marker, written by each restore-wal call) in the
+ * spool, in order of need, `parallel` at a time. One try each; it stops at
+ * the first segment that is missing or fails (the foreground call will
+ * retry it and report properly), when the marker moves to another timeline,
+ * and after IDLE_MS without progress. Only one worker per spool runs.
  */
 export async function runPrefetchWorker(work: PrefetchWork): Promise<number> {
   mkdirSync(work.spool, { recursive: true, mode: 0o700 });
@@ -35,34 +41,29 @@ export async function runPrefetchWorker(work: PrefetchWork): Promise<number> {
     if (pidAlive(readLock(work.spool))) return 0;
     writeFileSync(lock, String(process.pid), { mode: 0o600 });
   }
+  const timeline = work.after.slice(0, 8);
+  let after = work.after;
+  let idleSince = Date.now();
+  let fetched = 0;
   try {
-    const present = new Set(readdirSync(work.spool));
-    const todo = followingSegments(work.after, work.walSegSize, work.depth).filter((n) => !present.has(n));
-    let stop = false;
-    let fetched = 0;
-    const next = async (): Promise<void> => {
-      while (!stop && todo.length > 0) {
-        const name = todo.shift()!;
-        let outcome;
-        try {
-          outcome = await fetchWalFile(name, work.sources, { attempts: 1 });
-        } catch {
-          stop = true;
-          return;
-        }
-        if (outcome.kind === 'missing') {
-          stop = true;
-          return;
-        }
-        if (declaredSegmentSize(name, outcome.bytes) !== work.walSegSize) {
-          stop = true;
-          return;
-        }
-        await writeFileDurably(join(work.spool, name), outcome.bytes, { tempPath: join(work.spool, `${name}${TEMP_MARK}${process.pid}`), noSync: work.noSync });
-        fetched++;
+    for (;;) {
+      const delivered = readDelivered(work.spool);
+      if (delivered !== null && delivered.slice(0, 8) !== timeline) break;
+      if (delivered !== null && delivered > after) {
+        after = delivered;
+        idleSince = Date.now();
       }
-    };
-    await Promise.all(Array.from({ length: work.parallel ?? 4 }, next));
+      const present = new Set(readdirSync(work.spool));
+      const todo = followingSegments(after, work.walSegSize, work.depth).filter((n) => !present.has(n));
+      if (todo.length === 0) {
+        if (Date.now() - idleSince > IDLE_MS) break;
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+        continue;
+      }
+      const got = await fetchAll(work, todo);
+      fetched += got;
+      if (got < todo.length) break;
+    }
     return fetched;
   } finally {
     if (readLock(work.spool) === process.pid) {
@@ -73,4 +74,30 @@ export async function runPrefetchWorker(work: PrefetchWork): Promise<number> {
       }
     }
   }
+}
+
+/** Fetch `names` into the spool; how many arrived before the first one missing or failing. */
+async function fetchAll(work: PrefetchWork, names: readonly string[]): Promise<number> {
+  const todo = [...names];
+  let stop = false;
+  let fetched = 0;
+  const next = async (): Promise<void> => {
+    while (!stop && todo.length > 0) {
+      const name = todo.shift()!;
+      let outcome;
+      try {
+        outcome = await fetchWalFile(name, work.sources, { attempts: 1 });
+      } catch {
+        outcome = null;
+      }
+      if (outcome === null || outcome.kind === 'missing' || declaredSegmentSize(name, outcome.bytes) !== work.walSegSize) {
+        stop = true;
+        return;
+      }
+      await writeFileDurably(join(work.spool, name), outcome.bytes, { tempPath: join(work.spool, `${name}${TEMP_MARK}${process.pid}`), noSync: work.noSync });
+      fetched++;
+    }
+  };
+  await Promise.all(Array.from({ length: work.parallel ?? 2 }, next));
+  return fetched;
 }

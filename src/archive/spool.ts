@@ -14,7 +14,7 @@
 // This module is on the path of every restore-wal call, so it stays light:
 // the worker itself (which fetches) is in prefetch.ts.
 import { spawn } from 'node:child_process';
-import { closeSync, fstatSync, openSync, readdirSync, readSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseSegmentFileName, segmentFileName, XLOG_BLCKSZ } from '../lsn.js';
 import { fsyncDirSync } from '../storage/fsutil.js';
@@ -23,6 +23,8 @@ import { declaredSegmentSize, verifySegmentHead, walFileKind, WalFileCheckError 
 export const SPOOL_DIR = '.walkeeper-prefetch';
 export const LOCK = 'worker.pid';
 export const TEMP_MARK = '.tmp-';
+/** The last segment a restore-wal call delivered: how far ahead the worker fetches. */
+export const DELIVERED = 'delivered';
 
 /** The spool of one tenant/timeline, next to PostgreSQL's target path. */
 export function spoolDirFor(targetPath: string, tenantId: string, timelineId: string): string {
@@ -94,6 +96,35 @@ export function readLock(spool: string): number {
 }
 
 /**
+ * When a running worker is writing `name` right now, wait for it (up to
+ * `timeoutMs`) rather than fetch the same bytes again beside it.
+ */
+export async function awaitWorker(spool: string, name: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const pid = readLock(spool);
+    if (!pidAlive(pid) || !existsSync(join(spool, `${name}${TEMP_MARK}${pid}`)) || Date.now() > deadline) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Tell a running worker which segment PostgreSQL has now (no fsync: a hint, lost harmlessly). */
+export function markDelivered(spool: string, name: string): void {
+  mkdirSync(spool, { recursive: true, mode: 0o700 });
+  writeFileSync(join(spool, `${DELIVERED}${TEMP_MARK}${process.pid}`), name);
+  renameSync(join(spool, `${DELIVERED}${TEMP_MARK}${process.pid}`), join(spool, DELIVERED));
+}
+
+export function readDelivered(spool: string): string | null {
+  try {
+    const name = readFileSync(join(spool, DELIVERED), 'utf8');
+    return walFileKind(name) === 'segment' ? name : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Trim the spool to the window after `delivered` (other tenants' and
  * timelines' spools, older segments and a dead worker's temporary files
  * go) and say how many wanted segments are missing from it and whether a
@@ -116,7 +147,7 @@ export function tidySpool(spool: string, wanted: readonly string[]): { missing: 
     /* none yet */
   }
   for (const n of names) {
-    if (n === LOCK) continue;
+    if (n === LOCK || n === DELIVERED) continue;
     if (keep.has(n)) {
       present++;
       continue;

@@ -16,7 +16,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { WalFileSource } from '../archive/fetch.js';
 import type { RemoteStorage } from '../archive/remote-storage.js';
-import { followingSegments, spoolDirFor, startPrefetchWorker, takeFromSpool, tidySpool } from '../archive/spool.js';
+import { awaitWorker, followingSegments, markDelivered, spoolDirFor, startPrefetchWorker, takeFromSpool, tidySpool } from '../archive/spool.js';
 import { isValidWalSegSize } from '../lsn.js';
 import { writeFileDurably } from '../storage/fsutil.js';
 import { ID_HEX } from '../timeline/ids.js';
@@ -183,6 +183,7 @@ async function deliver(path: string, bytes: Buffer): Promise<void> {
 
 /** After segment `name` was delivered: trim the spool and start a worker when it runs low. */
 function keepSpoolFilled(args: RestoreWalArgs, argv: readonly string[], spool: string, walSegSize: number): void {
+  markDelivered(spool, args.file);
   const wanted = followingSegments(args.file, walSegSize, args.prefetch);
   const { missing, workerRunning } = tidySpool(spool, wanted);
   if (workerRunning || missing < Math.ceil(args.prefetch / 2)) return;
@@ -206,7 +207,9 @@ async function restore(args: RestoreWalArgs, argv: readonly string[]): Promise<n
     }
     return 0;
   }
-  let walSegSize = kind === 'segment' && args.prefetch > 0 ? takeFromSpool(spool, args.file, args.path) : null;
+  const spooled = kind === 'segment' && args.prefetch > 0;
+  if (spooled) await awaitWorker(spool, args.file);
+  let walSegSize = spooled ? takeFromSpool(spool, args.file, args.path) : null;
   if (walSegSize === null) {
     const { FetchFailure, fetchWalFile } = await import('../archive/fetch.js');
     const { sources, storage } = await openSources(args);
