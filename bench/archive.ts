@@ -15,7 +15,8 @@
 // The WAL (WK_BENCH_ARCHIVE_SEGMENTS 16 MiB segments, default 48) comes
 // from PostgreSQL 15 and is cached under the temp directory.
 // WK_BENCH_ARCHIVE=0 skips the group; WK_BENCH_ARCHIVE_RESTORES sets the
-// number of timed restore-wal calls (default 8).
+// number of timed restore-wal calls (default 8), WK_BENCH_ARCHIVE_ROUNDS
+// the PITR rounds (default 3; medians are reported).
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -113,6 +114,7 @@ export async function archiveRows(): Promise<BenchRow[]> {
   Object.assign(process.env, S3_TEST_CREDENTIALS);
   const segments = Number(process.env.WK_BENCH_ARCHIVE_SEGMENTS ?? 48);
   const restores = Number(process.env.WK_BENCH_ARCHIVE_RESTORES ?? 8);
+  const rounds = Number(process.env.WK_BENCH_ARCHIVE_ROUNDS ?? 3);
   const src = await cachedSource(segments);
   const names = src.segments;
   const walBytes = names.length * src.walSegSize;
@@ -167,11 +169,11 @@ export async function archiveRows(): Promise<BenchRow[]> {
 
     // ---- point-in-time recovery ----
     chownToPg(work);
-    const target_ = src.transactions.at(-1)!.xid;
+    const targetXid = src.transactions.at(-1)!.xid;
     const recover = async (restoreCommand: string): Promise<number> => {
       const tear: Teardown[] = [];
       try {
-        const r = await recoverTo({ teardown: (fn) => tear.push(fn) }, copyBackup(src), restoreCommand, target_, 900_000);
+        const r = await recoverTo({ teardown: (fn) => tear.push(fn) }, copyBackup(src), restoreCommand, targetXid, 900_000);
         return r.ms;
       } finally {
         for (const fn of tear.reverse()) await fn();
@@ -179,13 +181,25 @@ export async function archiveRows(): Promise<BenchRow[]> {
     };
     const node = [process.execPath, BIN].map(quote).join(' ');
     const ids = `--tenant ${TENANT} --timeline ${TIMELINE}`;
-    log('PITR with cp ...');
-    const cpPitr = await recover(`cp ${quote(src.walDir)}/%f %p`);
-    const pitrRow = (subject: string, ms: number) => rateRow(`PITR replay, ${names.length} x 16 MiB`, subject, mbPerSec(walBytes, ms), 'cp from a directory', mbPerSec(walBytes, cpPitr));
-    log('PITR with restore-wal ...');
-    rows.push(pitrRow('restore-wal, directory, prefetch 8', await recover(`${node} restore-wal %f %p ${ids} --remote-storage ${quote(`file://${archiveDir}`)}`)));
-    rows.push(pitrRow('restore-wal, directory, no prefetch', await recover(`${node} restore-wal %f %p ${ids} --prefetch 0 --remote-storage ${quote(`file://${archiveDir}`)}`)));
-    rows.push(pitrRow('restore-wal, s3rver, prefetch 8', await recover(`${node} restore-wal %f %p ${ids} --remote-storage ${s3Url} --remote-storage-endpoint ${s3.endpoint}`)));
+    const variants: Array<[string, string]> = [
+      ['cp', `cp ${quote(src.walDir)}/%f %p`],
+      ['restore-wal, directory, prefetch 8', `${node} restore-wal %f %p ${ids} --remote-storage ${quote(`file://${archiveDir}`)}`],
+      ['restore-wal, directory, no prefetch', `${node} restore-wal %f %p ${ids} --prefetch 0 --remote-storage ${quote(`file://${archiveDir}`)}`],
+      ['restore-wal, s3rver, prefetch 8', `${node} restore-wal %f %p ${ids} --remote-storage ${s3Url} --remote-storage-endpoint ${s3.endpoint}`],
+    ];
+    // Rounds alternate the variants so that load changes hit them all.
+    const times = new Map<string, number[]>(variants.map(([name]) => [name, []]));
+    for (let round = 1; round <= rounds; round++) {
+      for (const [name, command] of variants) {
+        log(`PITR round ${round}/${rounds}: ${name} ...`);
+        times.get(name)!.push(await recover(command));
+      }
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const cpPitr = median(times.get('cp')!);
+    for (const [name] of variants.slice(1)) {
+      rows.push(rateRow(`PITR replay, ${names.length} x 16 MiB`, name, mbPerSec(walBytes, median(times.get(name)!)), 'cp from a directory', mbPerSec(walBytes, cpPitr)));
+    }
     return rows;
   } finally {
     for (const fn of teardown.reverse()) await fn();
