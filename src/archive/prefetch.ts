@@ -29,8 +29,8 @@ const POLL_MS = 25;
  * spool's `delivered` marker, written by each restore-wal call) in the
  * spool, in order of need, `parallel` at a time. One try each; it stops at
  * the first segment that is missing or fails (the foreground call will
- * retry it and report properly), when the marker moves to another timeline,
- * and after IDLE_MS without progress. Only one worker per spool runs.
+ * retry it and report properly), when the marker moves to another timeline
+ * or backwards, and after IDLE_MS without progress. Only one worker per spool runs.
  */
 export async function runPrefetchWorker(work: PrefetchWork): Promise<number> {
   mkdirSync(work.spool, { recursive: true, mode: 0o700 });
@@ -48,7 +48,8 @@ export async function runPrefetchWorker(work: PrefetchWork): Promise<number> {
   try {
     for (;;) {
       const delivered = readDelivered(work.spool);
-      if (delivered !== null && delivered.slice(0, 8) !== timeline) break;
+      // Another timeline, or PostgreSQL started over further back (a restart): leave it to a new worker.
+      if (delivered !== null && (delivered.slice(0, 8) !== timeline || delivered < after)) break;
       if (delivered !== null && delivered > after) {
         after = delivered;
         idleSince = Date.now();
