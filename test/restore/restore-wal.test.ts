@@ -105,6 +105,16 @@ t.test('restore-wal exit codes', async (t) => {
     );
   });
 
+  t.test('a spool that cannot be used costs only speed', async (t) => {
+    const out = join(dir, 'pg_wal-no-spool');
+    mkdirSync(out);
+    writeFileSync(join(out, '.walkeeper-prefetch'), 'not a directory');
+    const target = join(out, 'RECOVERYXLOG');
+    const r = await runCli(['restore-wal', seg(1).name, target, '--tenant', TENANT, '--timeline', TIMELINE, '--prefetch', '2', ...fileArchive], { timeoutMs: 60_000 });
+    t.equal(r.code, 0, r.stderr);
+    t.ok(readFileSync(target).equals(seg(1).bytes), 'delivered all the same');
+  });
+
   t.test('a file that does not exist: 1, one line, nothing written', async (t) => {
     for (const name of [seg(5).name, '00000003.history']) {
       const r = await restore(name, fileArchive);
