@@ -90,6 +90,9 @@ async function fetchAll(work: PrefetchWork, names: readonly string[]): Promise<n
   const next = async (): Promise<void> => {
     while (!stop && todo.length > 0) {
       const name = todo.shift()!;
+      // PostgreSQL may have got past it meanwhile (the marker is written before a spool file is taken).
+      const passed = () => (readDelivered(work.spool) ?? '') >= name;
+      if (passed()) continue;
       let outcome;
       try {
         outcome = await fetchWalFile(name, work.sources, { attempts: 1 });
@@ -100,6 +103,7 @@ async function fetchAll(work: PrefetchWork, names: readonly string[]): Promise<n
         stop = true;
         return;
       }
+      if (passed()) continue;
       await writeFileDurably(join(work.spool, name), outcome.bytes, { tempPath: join(work.spool, `${name}${TEMP_MARK}${process.pid}`), noSync: work.noSync });
       fetched++;
     }

@@ -181,9 +181,8 @@ async function deliver(path: string, bytes: Buffer): Promise<void> {
   }
 }
 
-/** After segment `name` was delivered: trim the spool and start a worker when it runs low. */
+/** After segment `name` was delivered (and marked so): trim the spool and start a worker when it runs low. */
 function keepSpoolFilled(args: RestoreWalArgs, argv: readonly string[], spool: string, walSegSize: number): void {
-  markDelivered(spool, args.file);
   const wanted = followingSegments(args.file, walSegSize, args.prefetch);
   const { missing, workerRunning } = tidySpool(spool, wanted);
   if (workerRunning || missing < Math.ceil(args.prefetch / 2)) return;
@@ -243,6 +242,8 @@ async function restore(args: RestoreWalArgs, argv: readonly string[]): Promise<n
 async function fromSpool(spool: string, name: string, path: string): Promise<number | null> {
   try {
     await awaitWorker(spool, name);
+    // Before the file leaves the spool: a worker must not take its absence for a gap to fill.
+    markDelivered(spool, name);
     return takeFromSpool(spool, name, path);
   } catch {
     return null;
