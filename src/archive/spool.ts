@@ -9,7 +9,9 @@
 // checked again (size and first page) before it is used, and dropped when
 // that fails. The spool holds at most `depth` segments ahead of the last
 // one asked for, only of this tenant and timeline: anything else found in
-// it is removed.
+// it is removed. Each call writes the segment it is about to deliver to a
+// `delivered` marker before taking it, which is how the worker follows
+// PostgreSQL (see prefetch.ts).
 //
 // This module is on the path of every restore-wal call, so it stays light:
 // the worker itself (which fetches) is in prefetch.ts.
