@@ -1,0 +1,338 @@
+// End-to-end harness for the WAL lifecycle: a PostgreSQL 15 primary (1 MiB
+// segments) whose synchronous standby is `walkeeper propose`, three
+// safekeepers archiving to a real S3-protocol server (s3rver) or a
+// directory, and the checks the lifecycle tests share: what is in the
+// archive, what is on each safekeeper's disk, status fields and metrics.
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import { formatLsn, parseLsn, parseSegmentFileName, segmentFileName, segmentNumber, segmentStart, type Lsn } from '../../src/lsn.js';
+import { decodeObject, objectKey } from '../../src/archive/object-format.js';
+import { openRemoteStorage } from '../../src/archive/open.js';
+import type { RemoteStorage } from '../../src/archive/remote-storage.js';
+import { PgClient } from '../../src/proposer/pg-client.js';
+import { S3_TEST_CREDENTIALS, S3TestServer } from '../../support/s3-server.js';
+import { startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daemon/helpers.js';
+import { chownToPg, freePort, pgTempDir, runPgOk, startCluster, type PgCluster } from '../helpers/pg.js';
+import { waitFor } from '../helpers/support.js';
+import { ProposerProc, readWal } from '../proposer-e2e/harness.js';
+
+export { TENANT, TIMELINE };
+export const SEG = 1 << 20;
+export const BUCKET = 'walkeeper-test';
+/** The archive prefix inside the bucket: keys are `e2e/<tenant>/<timeline>/<file>`. */
+export const PREFIX = 'e2e';
+
+// The daemons (children) and this process (reading the bucket) use the test server's key pair.
+Object.assign(process.env, S3_TEST_CREDENTIALS);
+
+// ---------------------------------------------------------------- the archive
+
+export interface Archive {
+  /** `--remote-storage` value. */
+  url: string;
+  /** `--remote-storage-endpoint` value (S3 only). */
+  endpoint?: string;
+  /** The test's own view of it, through the project's backend. */
+  storage: RemoteStorage;
+  /** The s3rver process (S3 only): kill() for an outage, resume() to end it. */
+  server?: S3TestServer;
+  /** The flags a daemon needs to archive here. */
+  args: string[];
+}
+
+export async function startS3Archive(t: Test): Promise<Archive> {
+  const server = await S3TestServer.start(BUCKET);
+  t.teardown(() => server.close());
+  const url = `s3://${BUCKET}/${PREFIX}`;
+  const storage = await openRemoteStorage({ url, endpoint: server.endpoint });
+  t.teardown(() => storage.close());
+  return { url, endpoint: server.endpoint, storage, server, args: ['--remote-storage', url, '--remote-storage-endpoint', server.endpoint] };
+}
+
+/** A directory archive the PostgreSQL user can read (restore_command runs as that user). */
+export async function startDirArchive(t: Test): Promise<Archive> {
+  const dir = pgTempDir('wk-archive-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const url = `file://${dir}`;
+  const storage = await openRemoteStorage({ url });
+  return { url, storage, args: ['--remote-storage', url] };
+}
+
+export function segmentKey(segno: bigint): string {
+  return objectKey(TENANT, TIMELINE, segmentFileName(1, segno, SEG));
+}
+
+/** Segment numbers archived for the timeline (history files and others left out). */
+export async function archivedSegments(storage: RemoteStorage): Promise<bigint[]> {
+  const keys = await storage.list(`${TENANT}/${TIMELINE}/`);
+  const out: bigint[] = [];
+  for (const k of keys) {
+    const s = parseSegmentFileName(k.slice(k.lastIndexOf('/') + 1), SEG);
+    if (s && s.timeline === 1) out.push(s.segno);
+  }
+  return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** The decoded, verified file of an archived segment; null when there is no object; throws when it does not verify. */
+export async function archivedSegment(storage: RemoteStorage, segno: bigint): Promise<Buffer | null> {
+  const key = segmentKey(segno);
+  const info = await storage.head(key);
+  if (!info) return null;
+  const body = await storage.get(key);
+  if (!body) return null;
+  return decodeObject(key, body, info.metadata);
+}
+
+/**
+ * Segments [from, to) of the archive against the primary's pg_wal: the
+ * names of those missing, not verifying or different (empty when all match).
+ */
+export async function compareArchive(storage: RemoteStorage, primary: PgCluster, from: bigint, to: bigint): Promise<string[]> {
+  const bad: string[] = [];
+  for (let s = from; s < to; s++) {
+    const name = segmentFileName(1, s, SEG);
+    let file: Buffer | null;
+    try {
+      file = await archivedSegment(storage, s);
+    } catch (err) {
+      bad.push(`${name}: ${(err as Error).message}`);
+      continue;
+    }
+    if (!file) bad.push(`${name}: not in the archive`);
+    else if (!file.equals(readFileSync(join(primary.walDir, name)))) bad.push(`${name}: differs from the primary's`);
+  }
+  return bad;
+}
+
+// ---------------------------------------------------------------- safekeepers
+
+export interface TimelineStatus {
+  flush_lsn: string;
+  commit_lsn: string;
+  local_start_lsn: string;
+  backup_lsn: string;
+  disk_usage_bytes: number;
+  segments_removed: number;
+  local_wal: { segments: number; bytes: number; first_segment: string | null; last_segment: string | null };
+  archive: null | {
+    location: string;
+    lag_bytes: number;
+    segments_uploaded: number;
+    segments_already_present: number;
+    segments_removed: number;
+    upload_errors: number;
+    last_error: string | null;
+    conflicts: string[];
+  };
+  [k: string]: unknown;
+}
+
+export class ArchivingSafekeeper {
+  proc: DaemonProc | null = null;
+  readonly dataDir: string;
+  /** Every run's log lines, in order (kept across restarts). */
+  readonly logs: Array<Record<string, unknown>> = [];
+
+  constructor(
+    private readonly t: Test,
+    readonly index: number,
+    readonly pgPort: number,
+    readonly httpPort: number,
+    root: string,
+    public args: string[],
+  ) {
+    this.dataDir = join(root, `sk${index}`);
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.pgPort}`;
+  }
+
+  get timelineDir(): string {
+    return join(this.dataDir, TENANT, TIMELINE);
+  }
+
+  async start(): Promise<void> {
+    if (this.proc) return;
+    const proc = await startDaemon(this.t, { dataDir: this.dataDir, pgPort: this.pgPort, httpPort: this.httpPort, args: this.args });
+    this.proc = proc;
+    // The daemon's array only grows: copy it at the end of each run.
+    this.t.teardown(() => this.keepLogs(proc));
+    const keep = process.env.WK_ARCHIVE_LOG;
+    if (keep) this.t.teardown(() => writeFileSync(`${keep}.sk${this.index}`, proc.logs.map((l) => JSON.stringify(l)).join('\n') + '\n' + proc.stderr(), { flag: 'a' }));
+  }
+
+  private kept = new Set<DaemonProc>();
+  private keepLogs(proc: DaemonProc): void {
+    if (this.kept.has(proc)) return;
+    this.kept.add(proc);
+    this.logs.push(...proc.logs);
+  }
+
+  /** Log lines of all runs so far whose message starts with `prefix`. */
+  lines(prefix: string): Array<Record<string, unknown>> {
+    const current = this.proc && !this.kept.has(this.proc) ? this.proc.logs : [];
+    return [...this.logs, ...current].filter((l) => typeof l.msg === 'string' && l.msg.startsWith(prefix));
+  }
+
+  async kill9(): Promise<void> {
+    const p = this.proc;
+    this.proc = null;
+    if (p) {
+      await p.kill9();
+      this.keepLogs(p);
+    }
+  }
+
+  async status(): Promise<TimelineStatus> {
+    const res = await fetch(`http://127.0.0.1:${this.httpPort}/v1/tenant/${TENANT}/timeline/${TIMELINE}`, { signal: AbortSignal.timeout(5000) });
+    if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
+    return (await res.json()) as TimelineStatus;
+  }
+
+  /** The value of a metric for this timeline (NaN when absent). */
+  async metric(name: string): Promise<number> {
+    const res = await fetch(`http://127.0.0.1:${this.httpPort}/metrics`, { signal: AbortSignal.timeout(5000) });
+    const text = await res.text();
+    for (const line of text.split('\n')) {
+      if (!line.startsWith(name + '{') || !line.includes(`timeline_id="${TIMELINE}"`) || !line.includes(`tenant_id="${TENANT}"`)) continue;
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return NaN;
+  }
+
+  /** End of the WAL stored here (IDENTIFY_SYSTEM as a recovering proposer sees it). */
+  async flushLsn(): Promise<Lsn> {
+    const c = await PgClient.connect({
+      host: '127.0.0.1',
+      port: this.pgPort,
+      user: 'walproposer',
+      database: 'replication',
+      replication: true,
+      applicationName: 'wal_proposer_recovery',
+      params: { ztenantid: TENANT, ztimelineid: TIMELINE },
+      connectTimeoutMs: 3000,
+    });
+    try {
+      const r = await c.query('IDENTIFY_SYSTEM');
+      return parseLsn(r.rows[0][2] ?? '0/0');
+    } finally {
+      c.close();
+    }
+  }
+
+  /** Segment numbers of the segment files (complete or .partial) in the timeline directory. */
+  localSegments(): bigint[] {
+    if (!existsSync(this.timelineDir)) return [];
+    const out: bigint[] = [];
+    for (const f of readdirSync(this.timelineDir)) {
+      const s = parseSegmentFileName(f.replace(/\.partial$/, ''), SEG);
+      if (s && s.timeline === 1) out.push(s.segno);
+    }
+    return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  /** `length` bytes of stored WAL from `start` (.partial preferred; zeros where no file). */
+  wal(start: Lsn, length: number): Buffer {
+    return readWal(this.timelineDir, start, length, SEG);
+  }
+}
+
+// ---------------------------------------------------------------- the whole setup
+
+export interface LifecycleSetup {
+  primary: PgCluster;
+  archive: Archive;
+  safekeepers: ArchivingSafekeeper[];
+  proposer: ProposerProc;
+}
+
+/**
+ * A primary, an archive, three archiving safekeepers (`skArgs(i)` added to
+ * each one's flags) and the proposer (not started).
+ */
+export async function startLifecycle(t: Test, opts: { archive: Archive; skArgs?: (i: number) => string[] }): Promise<LifecycleSetup> {
+  const primary = await startCluster(t, {
+    walSegSizeMb: 1,
+    conf: { wal_keep_size: '2GB', max_wal_size: '2GB', checkpoint_timeout: '1h', autovacuum: 'off' },
+  });
+  const root = tempDir(t, 'wk-lifecycle-');
+  const safekeepers: ArchivingSafekeeper[] = [];
+  for (let i = 0; i < 3; i++) {
+    safekeepers.push(new ArchivingSafekeeper(t, i, await freePort(), await freePort(), root, [...opts.archive.args, ...(opts.skArgs?.(i) ?? [])]));
+  }
+  await Promise.all(safekeepers.map((s) => s.start()));
+  const proposer = new ProposerProc(t, [
+    '--primary',
+    `host=127.0.0.1 port=${primary.port} user=postgres`,
+    '--safekeepers',
+    safekeepers.map((s) => s.address).join(','),
+    '--tenant',
+    TENANT,
+    '--timeline',
+    TIMELINE,
+  ]);
+  return { primary, archive: opts.archive, safekeepers, proposer };
+}
+
+/** Start the proposer; resolves to where the fresh timeline's WAL starts. */
+export async function startProposer(proposer: ProposerProc): Promise<Lsn> {
+  proposer.start();
+  const fresh = await proposer.waitLog('fresh timeline: every voter is empty; WAL starts here');
+  return parseLsn(String(fresh.startLsn));
+}
+
+/** A base backup of the primary without WAL, owned by the PostgreSQL user; removed at teardown. */
+export async function baseBackup(t: Test, primary: PgCluster, prefix: string): Promise<string> {
+  const root = pgTempDir(prefix);
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const dataDir = join(root, 'data');
+  await runPgOk('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-X', 'none', '-c', 'fast', '--no-sync']);
+  return dataDir;
+}
+
+/** Start a PostgreSQL server on a base backup, with a signal file (standby/recovery) and settings. */
+export async function startFromBackup(t: Test, dataDir: string, signal: 'standby.signal' | 'recovery.signal', conf: Record<string, string | number>): Promise<PgCluster> {
+  writeFileSync(join(dataDir, signal), '');
+  chownToPg(join(dataDir, signal));
+  return startCluster(t, { dataDir, conf: { synchronous_standby_names: '', ...conf } });
+}
+
+/** The primary's WAL flush position. */
+export async function primaryFlush(primary: PgCluster): Promise<Lsn> {
+  return parseLsn(await primary.sql('select pg_current_wal_flush_lsn()'));
+}
+
+/**
+ * Load through pgbench (TPC-B, 2 clients, `tx` transactions each per round)
+ * until the primary's WAL reaches `target`; `sample` runs between rounds.
+ * Bounded by rounds, not time: the amount of WAL decides.
+ */
+export async function pgbenchUntil(primary: PgCluster, target: Lsn, tx: number, sample: () => Promise<void>): Promise<number> {
+  let rounds = 0;
+  while ((await primaryFlush(primary)) < target) {
+    if (++rounds > 200) throw new Error(`pgbench: ${rounds} rounds and the WAL is still below ${formatLsn(target)}`);
+    await primary.pgbench(['-n', '-c', '2', '-j', '1', '-t', String(tx)]);
+    // Full-page images make the first rounds after a checkpoint heavy; a bulk insert keeps every round worth a segment or more.
+    await primary.sql(`insert into filler select g, repeat(md5(g::text), 4) from generate_series(1, 4000) g`);
+    await sample();
+  }
+  return rounds;
+}
+
+/** Wait until every safekeeper's backup_lsn reaches `lsn`. */
+export async function waitBackup(sks: ArchivingSafekeeper[], lsn: Lsn, timeoutMs = 60_000): Promise<void> {
+  for (const sk of sks) {
+    await waitFor(`${sk.address}: backup_lsn to reach ${formatLsn(lsn)}`, () => sk.status().then((s) => parseLsn(s.backup_lsn)), (b) => b >= lsn, timeoutMs, 200);
+  }
+}
+
+/** The segment a position is in / the first segment wholly at or after it. */
+export function segOf(lsn: Lsn): bigint {
+  return segmentNumber(lsn, SEG);
+}
+
+export function segStart(segno: bigint): Lsn {
+  return segmentStart(segno, SEG);
+}
