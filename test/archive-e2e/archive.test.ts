@@ -16,6 +16,7 @@
 //    pass; an object replaced with other bytes is reported as a conflict
 //    (status and metric) and left as it is.
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { formatLsn, parseLsn } from '../../src/lsn.js';
 import { encodeObject, META_SHA256 } from '../../src/archive/object-format.js';
 import { BIN } from '../daemon/helpers.js';
@@ -131,7 +132,7 @@ t.test('WAL archived to S3 by three safekeepers: complete, byte-identical, bound
 
   await t.test('a hot standby from the old base backup streams from the archive through a safekeeper and catches up', async (t) => {
     const sk = sks[Math.floor(rnd() * sks.length)];
-    const label = (await import('node:fs')).readFileSync(`${standbyDir}/backup_label`, 'utf8');
+    const label = readFileSync(`${standbyDir}/backup_label`, 'utf8');
     const redo = parseLsn(/START WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+)/.exec(label)![1]);
     const st = await sk.status();
     t.ok(parseLsn(st.local_start_lsn) > redo, `${sk.address} no longer has the backup's start ${formatLsn(redo)} (local start ${st.local_start_lsn})`);
