@@ -30,6 +30,7 @@ async function main(): Promise<void> {
   else process.stderr.write('bench: wal-end.js not built, skipping the end-of-WAL rows\n');
   groups.push(['replication', replicationRows]);
   groups.push(['quorum', quorumRows]);
+  groups.push(['archive-ingest', (await import('./archive-ingest.js')).archiveIngestRows]);
 
   const rows: BenchRow[] = [];
   for (const [name, run] of groups) {
