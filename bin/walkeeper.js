@@ -27,8 +27,16 @@ if (Number(process.versions.node.split('.')[0]) < REQUIRED_MAJOR) {
   // Short-lived commands (restore_command runs once per WAL segment) start
   // faster from V8's on-disk code cache; failing to set it up only costs speed.
   module.enableCompileCache?.();
-  const { main } = await import(cli.href);
-  process.exitCode = await main(process.argv.slice(2));
+  const args = process.argv.slice(2);
+  if (args[0] === 'restore-wal') {
+    // restore_command runs once per segment: load only the restore module,
+    // not the command table.
+    const { restoreWalCommand } = await import(new URL('../dist/src/commands/restore-wal.js', import.meta.url).href);
+    process.exitCode = await restoreWalCommand(args.slice(1));
+  } else {
+    const { main } = await import(cli.href);
+    process.exitCode = await main(args);
+  }
 }
 
 function signalNumber(name) {

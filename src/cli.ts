@@ -17,6 +17,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'quorum proposer for an unmodified PostgreSQL primary (synchronous standby)',
     load: async () => (await import('./commands/propose.js')).proposeCommand,
   },
+  'restore-wal': {
+    summary: "fetch a WAL segment or history file from the archive or safekeepers (PostgreSQL's restore_command)",
+    load: async () => (await import('./commands/restore-wal.js')).restoreWalCommand,
+  },
   'wal-end': {
     summary: 'find the end of valid WAL in a pg_wal, pg_receivewal or timeline directory',
     load: async () => (await import('./commands/wal-end.js')).walEndCommand,
@@ -24,7 +28,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
 };
 
 function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(11)} ${c.summary}`);
   return `usage: walkeeper <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun "walkeeper <command> --help" for a command's options.\n`;
 }
 

@@ -10,6 +10,7 @@
 //   GET    /v1/tenant/:tenant_id/timeline/:timeline_id    tenant
 //   DELETE /v1/tenant/:tenant_id/timeline/:timeline_id    tenant
 //   GET    /v1/tenant/:tenant_id/timeline/:timeline_id/wal tenant
+//   GET    /v1/tenant/:tenant_id/timeline/:timeline_id/file/:name tenant
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { JwtVerifier } from '../auth/jwt.js';
@@ -19,6 +20,7 @@ import { version } from '../version.js';
 import { httpAuth } from './auth.js';
 import { errorHandler } from './errors.js';
 import type { NodeAdmin } from './node.js';
+import { fileRoutes } from './routes/files.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
 import { statusRoutes, type StatusSource } from './routes/status.js';
@@ -82,6 +84,7 @@ export function build(opts: BuildOptions): FastifyInstance {
   if (opts.node) {
     void app.register(timelineRoutes, { node: opts.node, log: opts.log });
     void app.register(walRoutes, { node: opts.node });
+    void app.register(fileRoutes, { node: opts.node });
   }
   return app;
 }

@@ -1,0 +1,236 @@
+// `walkeeper restore-wal %f %p`: PostgreSQL's restore_command. Fetches a
+// WAL segment or timeline history file from the archive and/or safekeepers,
+// checks it, and writes it to %p atomically (temporary file in the same
+// directory, fsync, rename).
+//
+// The exit code is the contract with PostgreSQL: 1 makes it treat the file
+// as absent (recovery ends there, or it probes the next timeline), so 1 is
+// returned only when every source said "no such file". Anything doubtful
+// exits above 125, which PostgreSQL treats as fatal and stops recovery.
+//
+// bin/walkeeper.js loads this module directly (not through cli.ts), so it
+// imports only what a restore needs: it runs once per segment.
+import { readFileSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { ArchiveSource, FetchFailure, fetchWalFile, SafekeeperSource, type WalFileSource } from '../archive/fetch.js';
+import { openRemoteStorage } from '../archive/open.js';
+import { followingSegments, runPrefetchWorker, spoolDirFor, startPrefetchWorker, takeFromSpool, tidySpool } from '../archive/prefetch.js';
+import type { RemoteStorage } from '../archive/remote-storage.js';
+import { isValidWalSegSize } from '../lsn.js';
+import { writeFileDurably } from '../storage/fsutil.js';
+import { ID_HEX } from '../timeline/ids.js';
+import { walFileKind } from '../wal/verify-segment.js';
+import { UsageError } from './errors.js';
+import { parseCommandLine, showHelp } from './options.js';
+
+/** The file does not exist in any source asked. */
+export const EXIT_MISSING = 1;
+export const EXIT_USAGE = 2;
+/** A source could not answer (network, 5xx, timeout, refused token) after retries, or %p could not be written. */
+export const EXIT_UNAVAILABLE = 130;
+/** The only copies found were corrupt (checksum, size or page header). */
+export const EXIT_CORRUPT = 131;
+
+export const DEFAULT_PREFETCH = 8;
+
+const USAGE = `usage: walkeeper restore-wal FILE PATH --tenant ID --timeline ID
+           [--remote-storage URL [--remote-storage-endpoint URL]]
+           [--safekeepers HOST:PORT,...] [--auth-token-file F] [--prefetch N]
+
+Fetch WAL file FILE (a segment or a NNNNNNNN.history file) of the timeline
+and write it to PATH: PostgreSQL's restore_command, e.g.
+  restore_command = 'walkeeper restore-wal %f %p --remote-storage s3://bucket/wal --tenant ... --timeline ...'
+
+  --tenant ID, --timeline ID      the timeline (32 hex digits each)
+  --remote-storage URL            the archive: s3://BUCKET[/PREFIX] or file:///DIR
+  --remote-storage-endpoint URL   an S3-compatible server (path-style requests)
+  --safekeepers HOST:PORT,...     safekeepers' HTTP admin addresses, asked after the archive
+  --auth-token-file F             send the token in F as "Authorization: Bearer" to safekeepers
+  --prefetch N                    fetch the next N segments in the background (default ${DEFAULT_PREFETCH}, 0: off)
+  -h, --help                      show this help
+
+Exit status: 0 delivered and verified; ${EXIT_MISSING} no source has FILE; ${EXIT_USAGE} bad usage;
+${EXIT_UNAVAILABLE} a source failed (after retries) or PATH could not be written; ${EXIT_CORRUPT} only corrupt
+copies were found. PostgreSQL aborts recovery on ${EXIT_UNAVAILABLE} and ${EXIT_CORRUPT} instead of ending it early.
+`;
+
+export interface RestoreWalArgs {
+  file: string;
+  path: string;
+  tenantId: string;
+  timelineId: string;
+  remoteStorage?: string;
+  remoteStorageEndpoint?: string;
+  safekeepers: string[];
+  authTokenFile?: string;
+  prefetch: number;
+  /** Internal: run as the background prefetcher, for segments of this size. */
+  prefetchWorker?: number;
+}
+
+function parseIdOption(text: string, option: string): string {
+  if (!ID_HEX.test(text)) throw new UsageError(`invalid value "${text}" for ${option}: expected 32 hex digits`);
+  return text.toLowerCase();
+}
+
+const ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$/;
+
+function parseSafekeepers(text: string, option: string): string[] {
+  const list = text.split(',').map((s) => s.trim());
+  for (const a of list) {
+    const m = ADDRESS.exec(a);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new UsageError(`invalid address "${a}" in ${option}: expected HOST:PORT (the safekeeper's HTTP port)`);
+  }
+  return list;
+}
+
+function parseCount(text: string, option: string): number {
+  if (!/^[0-9]{1,4}$/.test(text)) throw new UsageError(`invalid value "${text}" for ${option}: expected a number of segments (0 to 9999)`);
+  return Number(text);
+}
+
+function parseSegSize(text: string, option: string): number {
+  const n = /^[0-9]{1,10}$/.test(text) ? Number(text) : NaN;
+  if (!isValidWalSegSize(n)) throw new UsageError(`invalid value "${text}" for ${option}: expected a WAL segment size in bytes`);
+  return n;
+}
+
+export function parseRestoreWalArgs(argv: string[]): RestoreWalArgs | 'help' {
+  const parsed = parseCommandLine(argv, {
+    command: 'restore-wal',
+    positionals: ['FILE', 'PATH'],
+    options: {
+      tenant: { names: ['--tenant'], value: true, required: true, parse: parseIdOption },
+      timeline: { names: ['--timeline'], value: true, required: true, parse: parseIdOption },
+      remoteStorage: { names: ['--remote-storage'], value: true },
+      remoteStorageEndpoint: { names: ['--remote-storage-endpoint'], value: true },
+      safekeepers: { names: ['--safekeepers'], value: true, parse: parseSafekeepers },
+      authTokenFile: { names: ['--auth-token-file'], value: true },
+      prefetch: { names: ['--prefetch'], value: true, parse: parseCount },
+      prefetchWorker: { names: ['--prefetch-worker'], value: true, parse: parseSegSize },
+    },
+  });
+  if (parsed === 'help') return 'help';
+  const o = parsed.options;
+  const [file, path] = parsed.positionals;
+  if (file === '' || path === '') throw new UsageError('FILE and PATH must not be empty');
+  if (o.remoteStorage === undefined && o.safekeepers === undefined) throw new UsageError('give --remote-storage URL and/or --safekeepers HOST:PORT,... (where to fetch from)');
+  if (o.remoteStorageEndpoint !== undefined && o.remoteStorage === undefined) throw new UsageError('--remote-storage-endpoint needs --remote-storage');
+  if (o.authTokenFile !== undefined && o.safekeepers === undefined) throw new UsageError('--auth-token-file applies to --safekeepers only');
+  return {
+    file,
+    path,
+    tenantId: o.tenant,
+    timelineId: o.timeline,
+    remoteStorage: o.remoteStorage,
+    remoteStorageEndpoint: o.remoteStorageEndpoint,
+    safekeepers: o.safekeepers ?? [],
+    authTokenFile: o.authTokenFile,
+    prefetch: o.prefetch ?? DEFAULT_PREFETCH,
+    prefetchWorker: o.prefetchWorker,
+  };
+}
+
+class RestoreError extends Error {
+  constructor(
+    readonly exitCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function readToken(file: string): string {
+  let token: string;
+  try {
+    token = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new RestoreError(EXIT_UNAVAILABLE, `cannot read --auth-token-file "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (token === '' || /\s/.test(token)) throw new RestoreError(EXIT_UNAVAILABLE, `--auth-token-file "${file}" does not hold one token`);
+  return token;
+}
+
+async function openSources(args: RestoreWalArgs): Promise<{ sources: WalFileSource[]; storage?: RemoteStorage }> {
+  const sources: WalFileSource[] = [];
+  let storage: RemoteStorage | undefined;
+  if (args.remoteStorage !== undefined) {
+    try {
+      storage = await openRemoteStorage({ url: args.remoteStorage, endpoint: args.remoteStorageEndpoint });
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    sources.push(new ArchiveSource(storage, args.tenantId, args.timelineId));
+  }
+  const token = args.authTokenFile !== undefined ? readToken(args.authTokenFile) : undefined;
+  for (const a of args.safekeepers) sources.push(new SafekeeperSource(a, args.tenantId, args.timelineId, token));
+  return { sources, storage };
+}
+
+/** Write the file to PATH through a temporary name in the same directory; nothing is left behind on failure. */
+async function deliver(path: string, bytes: Buffer): Promise<void> {
+  const temp = join(dirname(path), `.${basename(path)}.walkeeper-${process.pid}`);
+  try {
+    await writeFileDurably(path, bytes, { tempPath: temp });
+  } catch (err) {
+    rmSync(temp, { force: true });
+    throw new RestoreError(EXIT_UNAVAILABLE, `cannot write ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** After segment `name` was delivered: trim the spool and start a worker when it runs low. */
+function keepSpoolFilled(args: RestoreWalArgs, argv: readonly string[], spool: string, walSegSize: number): void {
+  const wanted = followingSegments(args.file, walSegSize, args.prefetch);
+  const { missing, workerRunning } = tidySpool(spool, wanted);
+  if (workerRunning || missing < Math.ceil(args.prefetch / 2)) return;
+  startPrefetchWorker(['restore-wal', ...argv, '--prefetch-worker', String(walSegSize)]);
+}
+
+async function restore(args: RestoreWalArgs, argv: readonly string[]): Promise<number> {
+  const kind = walFileKind(args.file);
+  if (kind === null) throw new RestoreError(EXIT_MISSING, `"${args.file}" is not a WAL segment or history file name: nothing by that name is archived`);
+  const spool = spoolDirFor(args.path, args.tenantId, args.timelineId);
+  const { sources, storage } = await openSources(args);
+  try {
+    if (args.prefetchWorker !== undefined) {
+      if (args.prefetch === 0) return 0;
+      // A worker that hangs must not linger: it is only ever worth a few segments.
+      setTimeout(() => process.exit(0), 300_000).unref();
+      await runPrefetchWorker({ spool, after: args.file, walSegSize: args.prefetchWorker, depth: args.prefetch, sources });
+      return 0;
+    }
+    let walSegSize = kind === 'segment' && args.prefetch > 0 ? takeFromSpool(spool, args.file, args.path) : null;
+    if (walSegSize === null) {
+      let outcome;
+      try {
+        outcome = await fetchWalFile(args.file, sources);
+      } catch (err) {
+        if (err instanceof FetchFailure) throw new RestoreError(err.kind === 'corrupt' ? EXIT_CORRUPT : EXIT_UNAVAILABLE, `cannot restore ${err.message}`);
+        throw err;
+      }
+      if (outcome.kind === 'missing') {
+        throw new RestoreError(EXIT_MISSING, `${args.file} not found (asked: ${sources.map((s) => s.description).join(', ')})`);
+      }
+      await deliver(args.path, outcome.bytes);
+      if (kind !== 'segment') return 0;
+      walSegSize = outcome.bytes.length;
+    }
+    if (args.prefetch > 0) keepSpoolFilled(args, argv, spool, walSegSize);
+    return 0;
+  } finally {
+    await storage?.close();
+  }
+}
+
+/** The command: every failure is one line on stderr and an exit code from the table above. */
+export async function restoreWalCommand(argv: string[]): Promise<number> {
+  try {
+    const args = parseRestoreWalArgs(argv);
+    if (args === 'help') return showHelp(USAGE);
+    return await restore(args, argv);
+  } catch (err) {
+    const code = err instanceof RestoreError ? err.exitCode : err instanceof UsageError ? EXIT_USAGE : EXIT_UNAVAILABLE;
+    process.stderr.write(`walkeeper restore-wal: ${(err as Error).message}\n`);
+    return code;
+  }
+}
