@@ -85,7 +85,7 @@ t.test('WAL archived to S3 by three safekeepers: complete, byte-identical, bound
     const [xid, history, filler] = out.split('|');
     marks.push({ n, xid, history: Number(history), filler: Number(filler) });
   };
-  const rounds = await pgbenchUntil(primary, target, 300, sample);
+  const rounds = await pgbenchUntil(primary, target, 100, sample);
   t.comment(`${rounds} pgbench rounds, WAL ${formatLsn(startLsn)}..${formatLsn(await primaryFlush(primary))}; at most ${maxLocal} segments on a safekeeper's disk`);
   t.same(overBound, [], `local disk stayed within ${KEEP_SEGMENTS} kept segments + the archive lag during the load`);
 

@@ -50,7 +50,7 @@ t.test('kill -9 during uploads and removal: backup_lsn, the archive and local fi
       // Load in the background until the counter moves; kill within a seeded few ms of seeing it.
       let seen = false;
       const load = (async () => {
-        while (!seen) await pgbenchUntil(primary, (await primaryFlush(primary)) + BigInt(SEG), 150, async () => {});
+        while (!seen) await pgbenchUntil(primary, (await primaryFlush(primary)) + BigInt(SEG), 60, async () => {});
       })();
       await waitFor(`${sk.address}: an ${kind}`, counter, (n) => n > before, 90_000, 20).finally(() => (seen = true));
       await sleep(Math.floor(rnd() * 40));

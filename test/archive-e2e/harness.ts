@@ -3,7 +3,7 @@
 // safekeepers archiving to a real S3-protocol server (s3rver) or a
 // directory, and the checks the lifecycle tests share: what is in the
 // archive, what is on each safekeeper's disk, status fields and metrics.
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { formatLsn, parseLsn, parseSegmentFileName, segmentFileName, segmentNumber, segmentStart, type Lsn } from '../../src/lsn.js';
@@ -155,6 +155,7 @@ export class ArchivingSafekeeper {
 
   async start(): Promise<void> {
     if (this.proc) return;
+    mkdirSync(this.dataDir, { recursive: true });
     const proc = await startDaemon(this.t, { dataDir: this.dataDir, pgPort: this.pgPort, httpPort: this.httpPort, args: this.args });
     this.proc = proc;
     // The daemon's array only grows: copy it at the end of each run.
@@ -306,16 +307,17 @@ export async function primaryFlush(primary: PgCluster): Promise<Lsn> {
 
 /**
  * Load through pgbench (TPC-B, 2 clients, `tx` transactions each per round)
- * until the primary's WAL reaches `target`; `sample` runs between rounds.
- * Bounded by rounds, not time: the amount of WAL decides.
+ * and a bulk insert of `fillerRows` rows (about 200 bytes of WAL each) per
+ * round until the primary's WAL reaches `target`; `sample` runs between
+ * rounds. Bounded by rounds, not time: the amount of WAL decides.
  */
-export async function pgbenchUntil(primary: PgCluster, target: Lsn, tx: number, sample: () => Promise<void>): Promise<number> {
+export async function pgbenchUntil(primary: PgCluster, target: Lsn, tx: number, sample: () => Promise<void>, fillerRows = 12_000): Promise<number> {
   let rounds = 0;
   while ((await primaryFlush(primary)) < target) {
     if (++rounds > 200) throw new Error(`pgbench: ${rounds} rounds and the WAL is still below ${formatLsn(target)}`);
     await primary.pgbench(['-n', '-c', '2', '-j', '1', '-t', String(tx)]);
-    // Full-page images make the first rounds after a checkpoint heavy; a bulk insert keeps every round worth a segment or more.
-    await primary.sql(`insert into filler select g, repeat(md5(g::text), 4) from generate_series(1, 4000) g`);
+    // The bulk insert makes every round worth a few segments however fast pgbench is.
+    if (fillerRows > 0) await primary.sql(`insert into filler select g, repeat(md5(g::text), 4) from generate_series(1, ${fillerRows}) g`);
     await sample();
   }
   return rounds;

@@ -23,7 +23,7 @@ function refusals(sk: ArchivingSafekeeper): Array<Record<string, unknown>> {
 t.test('archive outage: the capped safekeeper refuses appends at its cap, commits go on, and everything recovers when the archive returns', async (t) => {
   // The sequence is fixed; the seed is printed for the record and repeats the pgbench sizes.
   t.comment(`seed ${seed} (WK_ARCHIVE_SEED to repeat)`);
-  const tx = 200 + (seed % 5) * 20;
+  const tx = 60 + (seed % 5) * 10;
   const archive = await startS3Archive(t);
   const { primary, safekeepers: sks, proposer } = await startLifecycle(t, {
     archive,
