@@ -8,7 +8,7 @@
 //   walkeeper-encoding  `zstd` or `identity`
 //   walkeeper-sha256    hex SHA-256 of the file's bytes (after decoding)
 //   walkeeper-size      the file's size in bytes (after decoding)
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { zstdCompress, zstdDecompress, constants as zlib } from 'node:zlib';
 import { promisify } from 'node:util';
 import type { ObjectMetadata } from './remote-storage.js';
@@ -30,14 +30,19 @@ export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+/** sha256Hex() on the thread pool (Web Crypto): hashing a 16 MiB segment stays off the event loop. */
+export async function sha256HexAsync(bytes: Uint8Array): Promise<string> {
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', bytes)).toString('hex');
+}
+
 export interface EncodedObject {
   body: Buffer;
   metadata: ObjectMetadata;
 }
 
-/** The body and metadata to store for a file's bytes. */
-export async function encodeObject(file: Buffer, encoding: ObjectEncoding, zstdLevel = 1): Promise<EncodedObject> {
-  const metadata: ObjectMetadata = { [META_ENCODING]: encoding, [META_SHA256]: sha256Hex(file), [META_SIZE]: String(file.length) };
+/** The body and metadata to store for a file's bytes (`sha256`: its hex SHA-256 when the caller has it already). */
+export async function encodeObject(file: Buffer, encoding: ObjectEncoding, zstdLevel = 1, sha256 = sha256Hex(file)): Promise<EncodedObject> {
+  const metadata: ObjectMetadata = { [META_ENCODING]: encoding, [META_SHA256]: sha256, [META_SIZE]: String(file.length) };
   const body = encoding === 'zstd' ? await compress(file, { params: { [zlib.ZSTD_c_compressionLevel]: zstdLevel } }) : file;
   return { body, metadata };
 }

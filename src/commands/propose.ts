@@ -51,7 +51,7 @@ export type ProposeOptions = Pick<
 
 const HEX32 = /^[0-9a-fA-F]{32}$/;
 
-function parseSize(text: string, option: string): number {
+export function parseSize(text: string, option: string): number {
   const m = /^(\d+)\s*(B|kB|KB|MB|GB)?$/.exec(text.trim());
   if (!m) throw new UsageError(`${option}: invalid size "${text}" (e.g. 64MB)`);
   const mult = { B: 1, kB: 1024, KB: 1024, MB: 1 << 20, GB: 1 << 30 }[(m[2] ?? 'B') as 'B'];

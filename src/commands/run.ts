@@ -1,10 +1,14 @@
 // `walkeeper run`: the safekeeper daemon.
 import { resolve } from 'node:path';
-import { Daemon, DaemonStartError } from '../daemon/daemon.js';
+import { parseArchiveLocation } from '../archive/location.js';
+import type { ArchiveSettings } from '../archive/open.js';
+import { Daemon, DaemonStartError, DEFAULT_WAL_LIFECYCLE, type WalLifecycleSettings } from '../daemon/daemon.js';
 import { createLogger } from '../log.js';
 import type { ListenAddress } from '../server/pg-server.js';
 import { CommandError, UsageError } from './errors.js';
 import { parseCommandLine, showHelp } from './options.js';
+import { parseSize } from './propose.js';
+import { parseDuration } from './token.js';
 
 export const DEFAULT_DATA_DIR = '.walkeeper';
 export const DEFAULT_LISTEN_PG = '127.0.0.1:5454';
@@ -25,6 +29,24 @@ options:
   --auth-public-key PATH  require tokens: Ed25519 public key(s), PEM; clients send a JWT
                           as the pg password and as "Authorization: Bearer" on HTTP
                           (default: off; see "walkeeper token --help")
+
+WAL archive and retention (see README "WAL archive and retention"):
+  --remote-storage URL    archive committed WAL segments to s3://BUCKET[/PREFIX]
+                          (credentials and region from the AWS environment) or file:///DIR
+  --remote-storage-endpoint URL
+                          an S3-compatible server (path-style), e.g. http://127.0.0.1:9000
+  --wal-keep-size SIZE    keep at least this much WAL below the flush position for
+                          readers (default 64MB; 0 keeps nothing extra)
+  --wal-keep-time DURATION
+                          keep a completed segment at least this long (e.g. 10m, 7d;
+                          default 0: off)
+  --max-timeline-disk-usage SIZE
+                          refuse appends (SQLSTATE 53100) that would put more WAL than
+                          this on disk for one timeline (default 0: no cap)
+  --archive-uploads N     uploads in flight per timeline (default 4)
+  --archive-verify-interval DURATION
+                          re-check archived segments still on local disk this often
+                          (default 10m)
   -h, --help              show this help
 
 Logs go to stdout: readable on a terminal, JSON lines otherwise
@@ -40,6 +62,24 @@ export interface RunOptions {
   id?: number;
   noSync: boolean;
   authPublicKeyPath?: string;
+  archive?: ArchiveSettings;
+  walLifecycle: WalLifecycleSettings;
+}
+
+/** SIZE (e.g. 64MB); 0 allowed where it means "none". */
+function parseSizeOrZero(text: string, option: string): number {
+  return text.trim() === '0' ? 0 : parseSize(text, option);
+}
+
+/** DURATION (e.g. 90s, 10m, 7d) in ms; 0 allowed where it means "off". */
+function parseDurationMs(text: string, option: string, zeroAllowed: boolean): number {
+  if (zeroAllowed && /^0+[smhd]?$/.test(text)) return 0;
+  try {
+    return parseDuration(text) * 1000;
+  } catch (err) {
+    if (err instanceof UsageError) throw new UsageError(err.message.replace('--expires-in', option));
+    throw err;
+  }
 }
 
 /** Parse HOST:PORT ([v6]:PORT for IPv6). */
@@ -74,6 +114,31 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
         },
       },
       noSync: { names: ['--no-sync'] },
+      remoteStorage: {
+        names: ['--remote-storage'],
+        value: true,
+        parse: (v) => {
+          try {
+            parseArchiveLocation(v);
+          } catch (err) {
+            throw new UsageError(`--remote-storage: ${(err as Error).message}`);
+          }
+          return v;
+        },
+      },
+      remoteStorageEndpoint: { names: ['--remote-storage-endpoint'], value: true },
+      walKeepSize: { names: ['--wal-keep-size'], value: true, parse: (v) => parseSizeOrZero(v, '--wal-keep-size') },
+      walKeepTime: { names: ['--wal-keep-time'], value: true, parse: (v) => parseDurationMs(v, '--wal-keep-time', true) },
+      maxTimelineDiskUsage: { names: ['--max-timeline-disk-usage'], value: true, parse: (v) => parseSizeOrZero(v, '--max-timeline-disk-usage') },
+      archiveUploads: {
+        names: ['--archive-uploads'],
+        value: true,
+        parse: (v) => {
+          if (!/^\d{1,3}$/.test(v) || Number(v) < 1 || Number(v) > 64) throw new UsageError(`--archive-uploads: invalid count "${v}": expected 1 to 64`);
+          return Number(v);
+        },
+      },
+      archiveVerifyInterval: { names: ['--archive-verify-interval'], value: true, parse: (v) => parseDurationMs(v, '--archive-verify-interval', false) },
       authPublicKey: {
         names: ['--auth-public-key'],
         value: true,
@@ -86,6 +151,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
   });
   if (parsed === 'help') return 'help';
   const o = parsed.options;
+  if (o.remoteStorageEndpoint !== undefined && o.remoteStorage === undefined) throw new UsageError('--remote-storage-endpoint needs --remote-storage');
   return {
     dataDir: o.dataDir ?? resolve(DEFAULT_DATA_DIR),
     dataDirGiven: o.dataDir !== undefined,
@@ -94,6 +160,14 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
     id: o.id,
     noSync: o.noSync,
     authPublicKeyPath: o.authPublicKey,
+    archive: o.remoteStorage !== undefined ? { url: o.remoteStorage, endpoint: o.remoteStorageEndpoint } : undefined,
+    walLifecycle: {
+      walKeepSize: o.walKeepSize ?? DEFAULT_WAL_LIFECYCLE.walKeepSize,
+      walKeepTimeMs: o.walKeepTime ?? DEFAULT_WAL_LIFECYCLE.walKeepTimeMs,
+      maxTimelineDiskUsage: o.maxTimelineDiskUsage ?? DEFAULT_WAL_LIFECYCLE.maxTimelineDiskUsage,
+      archiveUploads: o.archiveUploads ?? DEFAULT_WAL_LIFECYCLE.archiveUploads,
+      archiveVerifyIntervalMs: o.archiveVerifyInterval ?? DEFAULT_WAL_LIFECYCLE.archiveVerifyIntervalMs,
+    },
   };
 }
 
@@ -111,6 +185,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       id: opts.id,
       noSync: opts.noSync,
       authPublicKeyPath: opts.authPublicKeyPath,
+      archive: opts.archive,
+      walLifecycle: opts.walLifecycle,
       log,
     });
   } catch (err) {

@@ -8,6 +8,9 @@ import { JwtVerifier } from '../auth/jwt.js';
 import { pgTokenAuth } from '../auth/pg.js';
 import { build, type NodeAdmin } from '../http/app.js';
 import { Metrics } from '../metrics/metrics.js';
+import { WalLifecycle } from '../archive/lifecycle.js';
+import { openRemoteStorage, type ArchiveSettings } from '../archive/open.js';
+import type { RemoteStorage } from '../archive/remote-storage.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import type { Logger } from '../log.js';
 import { DataDirLock, LockHeldError } from '../storage/lock.js';
@@ -35,7 +38,33 @@ export interface DaemonOptions {
   authPublicKeyPath?: string;
   /** A verifier to use instead of authPublicKeyPath (in-process use). */
   auth?: JwtVerifier;
+  /** --remote-storage URL [--remote-storage-endpoint URL]: archive WAL there. */
+  archive?: ArchiveSettings;
+  /** WAL retention, the disk cap and the archive's pace. */
+  walLifecycle?: Partial<WalLifecycleSettings>;
 }
+
+/** What `walkeeper run` sets of the WAL's life after it is written (defaults in DEFAULT_WAL_LIFECYCLE). */
+export interface WalLifecycleSettings {
+  /** --wal-keep-size in bytes. */
+  walKeepSize: number;
+  /** --wal-keep-time in ms (0: off). */
+  walKeepTimeMs: number;
+  /** --max-timeline-disk-usage in bytes (0: no cap). */
+  maxTimelineDiskUsage: number;
+  /** --archive-uploads: uploads in flight per timeline. */
+  archiveUploads: number;
+  /** --archive-verify-interval in ms. */
+  archiveVerifyIntervalMs: number;
+}
+
+export const DEFAULT_WAL_LIFECYCLE: WalLifecycleSettings = {
+  walKeepSize: 64 << 20,
+  walKeepTimeMs: 0,
+  maxTimelineDiskUsage: 0,
+  archiveUploads: 4,
+  archiveVerifyIntervalMs: 10 * 60_000,
+};
 
 /** A start-up failure, as one line for the operator. */
 export class DaemonStartError extends Error {
@@ -86,6 +115,10 @@ export class Daemon {
   http: FastifyInstance | undefined;
   pgAddress: ListenAddress | undefined;
   httpAddress: ListenAddress | undefined;
+  readonly lifecycleSettings: WalLifecycleSettings;
+  /** The archive, once opened (null without --remote-storage). */
+  remoteStorage: RemoteStorage | null = null;
+  lifecycle: WalLifecycle | undefined;
   private lock: DataDirLock | undefined;
   private stopping: Promise<void> | undefined;
   /** Aborted when the stop begins: WAL senders end their streams as PostgreSQL's do. */
@@ -94,7 +127,14 @@ export class Daemon {
   private constructor(private readonly opts: DaemonOptions) {
     this.dataDir = resolve(opts.dataDir);
     this.log = opts.log;
-    this.registry = new TimelineRegistry({ root: this.dataDir, noSync: opts.noSync, log: opts.log, observer: this.metrics });
+    this.lifecycleSettings = { ...DEFAULT_WAL_LIFECYCLE, ...opts.walLifecycle };
+    this.registry = new TimelineRegistry({
+      root: this.dataDir,
+      noSync: opts.noSync,
+      log: opts.log,
+      observer: this.metrics,
+      maxTimelineDiskUsage: this.lifecycleSettings.maxTimelineDiskUsage,
+    });
     this.ctx = {
       registry: this.registry,
       log: opts.log,
@@ -163,7 +203,26 @@ export class Daemon {
     if (this.opts.noSync) this.log.warn('running with --no-sync: WAL is acknowledged before it is durable (unsafe)');
 
     this.loadAuth();
+    if (this.opts.archive) {
+      try {
+        this.remoteStorage = await openRemoteStorage(this.opts.archive);
+      } catch (err) {
+        throw new DaemonStartError(`--remote-storage: ${(err as Error).message}`);
+      }
+    }
     await this.registry.loadAll();
+    const ls = this.lifecycleSettings;
+    this.lifecycle = new WalLifecycle({
+      registry: this.registry,
+      storage: this.remoteStorage,
+      keepSize: ls.walKeepSize,
+      keepTimeMs: ls.walKeepTimeMs,
+      uploads: ls.archiveUploads,
+      verifyIntervalMs: ls.archiveVerifyIntervalMs,
+      log: this.log,
+      noSync: this.opts.noSync,
+    });
+    this.lifecycle.start();
 
     this.pg = new PgServer(this.ctx);
     this.pgAddress = await this.pg.listen(this.opts.listenPg);
@@ -200,6 +259,7 @@ export class Daemon {
         listenHttp: this.httpAddress ? formatAddress(this.httpAddress) : null,
         timelines: this.registry.size,
         noSync: this.ctx.noSync,
+        archive: this.remoteStorage?.description ?? null,
         auth: this.auth ? `on (${this.auth.keyCount} key${this.auth.keyCount === 1 ? '' : 's'})` : 'off',
       },
       'walkeeper ready',
@@ -278,8 +338,11 @@ export class Daemon {
     if (this.http) await this.http.close().catch(() => {});
     // Finish the syncs in flight: acknowledgements they cover still go out.
     await Promise.all(this.registry.list().map((t) => t.quiesce().catch(() => {})));
+    // Uploads stop; backup_lsn is written a last time before the files close.
+    await this.lifecycle?.stop();
     if (pg) await pg.closeAll();
     await this.registry.closeAll();
+    await this.remoteStorage?.close().catch(() => {});
     this.lock?.release();
     this.lock = undefined;
     if (pg) this.log.info('walkeeper stopped');

@@ -9,6 +9,7 @@ import type { ReaderSnapshot } from '../replication/source.js';
 import { keyString, type TimelineKey } from '../timeline/ids.js';
 import type { TimelineRegistry } from '../timeline/registry.js';
 import type { Timeline } from '../timeline/timeline.js';
+import { directoryBytes } from '../storage/wal-removal.js';
 import { HttpError, notFound } from './errors.js';
 
 export interface NodeAdmin {
@@ -119,9 +120,35 @@ export async function timelineView(tl: Timeline, readers: ReaderSnapshot[]) {
     flush_lsn: formatLsn(flush),
     commit_lsn: formatLsn(tl.commitLsn),
     restart_lsn: formatLsn(st.restartLsn),
+    ...lifecycleView(tl),
     local_wal: await localWal(tl.dir),
     proposers: [...tl.pushSessions].map((p) => ({ address: p.address, since: p.since.toISOString(), appends: p.appends, wal_bytes: p.walBytes })),
     readers: readers.map((r) => readerView(r, flush)),
     hot_standby_feedback: feedbackView(tl.hsFeedback),
+  };
+}
+
+/** Where the local WAL starts, how far it is archived, and what the archive uploader did. */
+export function lifecycleView(tl: Timeline) {
+  const a = tl.archive;
+  const commit = tl.commitLsn;
+  return {
+    local_start_lsn: formatLsn(tl.localStartLsn ?? 0n),
+    backup_lsn: formatLsn(a ? tl.backupLsn : 0n),
+    disk_usage_bytes: tl.onDisk ? directoryBytes(tl.dir) : 0,
+    segments_removed: tl.segmentsRemoved,
+    archive: a
+      ? {
+          location: a.location,
+          lag_bytes: commit > tl.backupLsn ? Number(commit - tl.backupLsn) : 0,
+          segments_uploaded: a.segmentsUploaded,
+          segments_already_present: a.segmentsAlreadyPresent,
+          segments_removed: tl.segmentsRemoved,
+          upload_errors: a.uploadErrors,
+          last_error: a.lastError,
+          conflicts: [...a.conflicts].sort(),
+          start_lsn: a.startLsn === null ? null : formatLsn(a.startLsn),
+        }
+      : null,
   };
 }

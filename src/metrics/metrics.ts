@@ -156,6 +156,22 @@ export class Metrics implements TimelineObserver, ServerObserver {
       'WAL segments needed before their background preallocation was ready (created in the write path instead)',
       (tl) => tl.preallocation.missed,
     );
+    // WAL archive and retention (README "WAL archive and retention").
+    perTimeline('walkeeper_backup_lsn', 'End of the contiguous archived WAL prefix (byte position; 0 without an archive)', (tl) => (tl.archive ? tl.backupLsn : 0n));
+    perTimeline('walkeeper_local_start_lsn', 'Start of the oldest WAL segment on local disk (byte position)', (tl) => tl.localStartLsn ?? 0n);
+    perTimeline('walkeeper_archive_lag_bytes', 'commit_lsn minus backup_lsn (0 without an archive)', (tl) =>
+      tl.archive && tl.commitLsn > tl.backupLsn ? tl.commitLsn - tl.backupLsn : 0n,
+    );
+    perTimeline('walkeeper_timeline_disk_usage_bytes', "Bytes of the timeline's files on disk", (tl) => tl.diskUsageBytes);
+    perTimelineTotal('walkeeper_archive_segments_uploaded_total', 'WAL segments and history files uploaded to the archive', (tl) => tl.archive?.segmentsUploaded ?? 0);
+    perTimelineTotal(
+      'walkeeper_archive_segments_already_present_total',
+      'WAL segments found archived with the same checksum (uploaded by another safekeeper)',
+      (tl) => tl.archive?.segmentsAlreadyPresent ?? 0,
+    );
+    perTimelineTotal('walkeeper_archive_upload_errors_total', 'Failed archive uploads and checks (each retried)', (tl) => tl.archive?.uploadErrors ?? 0);
+    perTimelineTotal('walkeeper_archive_conflicts_total', 'Files whose archived object has a different checksum (never overwritten)', (tl) => tl.archive?.conflictsFound ?? 0);
+    perTimelineTotal('walkeeper_wal_segments_removed_total', 'Local WAL segments removed past the removal horizon', (tl) => tl.segmentsRemoved);
     perTimeline('walkeeper_connected_proposers', 'WAL push sessions attached to the timeline', (tl) => tl.pushSessions.size);
     perTimeline('walkeeper_connected_readers', 'Replication streams reading the timeline', (tl) => self.sources.readers?.(tl) ?? 0);
 

@@ -25,7 +25,7 @@ import {
 } from '../protocol/messages.js';
 import { idFromBytes, type TimelineKey } from '../timeline/ids.js';
 import type { DurabilityListener, PushSessionView, Timeline } from '../timeline/timeline.js';
-import { TimelineFailedError } from '../timeline/timeline.js';
+import { DiskCapError, TimelineFailedError } from '../timeline/timeline.js';
 import type { ClientSession } from '../server/context.js';
 import type { CommandHandler } from '../server/dispatch.js';
 import { ioSqlState, toPgError } from '../server/errors.js';
@@ -179,6 +179,7 @@ export class WalPushSession implements DurabilityListener {
       }
       if (m.tag === FrontendTag.CopyData) {
         const req = decodeSafeKeeperRequest(m.body);
+        checkDiskCap(tl, req.beginLsn, req.endLsn);
         const r = acceptor.append(req);
         if (r.kind === 'end') {
           // Acknowledge what is owed, end our side of the COPY, then wait for the client's CopyDone.
@@ -339,4 +340,14 @@ const startWalPush: CommandHandler = async (cs, args) => {
 /** The START_WAL_PUSH command, for a daemon's command table. */
 export function walPushCommands(): Map<string, CommandHandler> {
   return new Map([['START_WAL_PUSH', startWalPush]]);
+}
+
+/** Refuse an append over the timeline's disk cap as PostgreSQL refuses a write on a full disk (53100). */
+function checkDiskCap(tl: Timeline, beginLsn: bigint, endLsn: bigint): void {
+  try {
+    tl.checkDiskCap(beginLsn, endLsn);
+  } catch (err) {
+    if (err instanceof DiskCapError) throw new PgError({ code: SqlState.DISK_FULL, message: err.message });
+    throw err;
+  }
 }

@@ -5,7 +5,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import type { Lsn } from '../lsn.js';
+import { segmentFileName, type Lsn } from '../lsn.js';
+import { ArchiveFallbackReader } from './archived-reader.js';
 import type { ServerConnection, StartupInfo } from '../pq/connection.js';
 import { PgError, SqlState } from '../pq/errors.js';
 import type { HotStandbyFeedback, SafeKeeperInfo } from '../protocol/types.js';
@@ -28,6 +29,10 @@ export interface ServedTimeline {
   readonly syncedLsn: Lsn;
   readonly storedState: SafeKeeperInfo | null;
   hsFeedback: HotStandbyFeedback;
+  /** Start of the oldest local segment (null: none yet). */
+  readonly localStartLsn?: Lsn | null;
+  /** Whole archived segments, decoded and verified; null (or absent) without an archive. */
+  readonly fetchArchivedSegment?: ((segno: bigint) => Promise<Uint8Array | null>) | null;
   subscribe(l: { durable(synced: Lsn): void; truncated(lsn: Lsn): void; failed(err: Error): void; committed?(commitLsn: Lsn): void }): () => void;
 }
 
@@ -100,8 +105,9 @@ export class TimelineWalSource implements WalSource {
     this.commit.set(this.commitLsn());
   }
 
-  read(lsn: Lsn, buf: Uint8Array): Promise<number> {
-    return readSegmentFile(this.timeline.dir, this.walSegSize, [this.pgTimeline], lsn, buf);
+  read(lsn: Lsn, buf: Uint8Array): number | Promise<number> {
+    const local = { read: (at: Lsn, into: Uint8Array) => readSegmentFile(this.timeline.dir, this.walSegSize, [this.pgTimeline], at, into), close() {} };
+    return this.withArchive(local).read(lsn, buf);
   }
 
   openReader(): WalReader {
@@ -112,7 +118,16 @@ export class TimelineWalSource implements WalSource {
       (closed) => this.fileReaders.delete(closed),
     );
     this.fileReaders.add(r);
-    return r;
+    return this.withArchive(r);
+  }
+
+  /**
+   * `local`, falling back to the archive for segments removed here. The
+   * archive hook is looked at on every read: it is set once the daemon's
+   * archive side has seen the timeline, possibly after the stream began.
+   */
+  private withArchive(local: WalReader): WalReader {
+    return new ArchiveFallbackReader(local, this.timeline, () => this.walSegSize, (segno) => segmentFileName(this.pgTimeline, segno, this.walSegSize));
   }
 
   /**

@@ -1,8 +1,12 @@
-// safekeeper.control: read (format 1 or 2) and persist (format 2, atomically
-// and durably: temp file, fsync, rename, fsync the directory).
+// safekeeper.control: read (format 1, 2 or 3) and persist (format 3,
+// atomically and durably: temp file, fsync, rename, fsync the directory).
+// The file carries the acceptor state and backup_lsn (the end of the
+// contiguous archived WAL prefix); each is persisted with the other's last
+// persisted value.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeControlFile, encodeControlFile } from '../protocol/control-file.js';
+import type { Lsn } from '../lsn.js';
+import { decodeControlFileContents, encodeControlFile } from '../protocol/control-file.js';
 import type { SafeKeeperInfo } from '../protocol/types.js';
 import { writeFileDurableSync } from './fsutil.js';
 
@@ -11,8 +15,10 @@ export const CONTROL_TEMP = 'safekeeper.control.partial';
 
 export class ControlFile {
   readonly path: string;
-  /** Format version of the file as last read (1 files are upgraded on the next persist). */
+  /** Format version of the file as last read (1 and 2 files are upgraded on the next persist). */
   loadedFormat: number | null = null;
+  /** backup_lsn as last read or persisted. */
+  backupLsn: Lsn = 0n;
 
   constructor(
     readonly dir: string,
@@ -30,13 +36,15 @@ export class ControlFile {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
     }
-    const state = decodeControlFile(bytes, this.path);
-    this.loadedFormat = state.formatVersion;
-    return state;
+    const c = decodeControlFileContents(bytes, this.path);
+    this.loadedFormat = c.format;
+    this.backupLsn = c.backupLsn;
+    return c.state;
   }
 
-  /** Write `state` as format 2; durable before returning (unless noSync). */
-  persist(state: SafeKeeperInfo): void {
-    writeFileDurableSync(this.path, encodeControlFile(state), { noSync: this.noSync, tempPath: join(this.dir, CONTROL_TEMP) });
+  /** Write `state` (with the current backup_lsn) as format 3; durable before returning (unless noSync). */
+  persist(state: SafeKeeperInfo, backupLsn: Lsn = this.backupLsn): void {
+    writeFileDurableSync(this.path, encodeControlFile(state, backupLsn), { noSync: this.noSync, tempPath: join(this.dir, CONTROL_TEMP) });
+    this.backupLsn = backupLsn;
   }
 }

@@ -16,6 +16,8 @@ export interface RegistryOptions {
   log: Logger;
   /** Given to every timeline (metrics). */
   observer?: TimelineObserver;
+  /** --max-timeline-disk-usage in bytes (0: no cap). */
+  maxTimelineDiskUsage?: number;
 }
 
 /** A timeline directory that could not be loaded. */
@@ -57,7 +59,7 @@ export class TimelineRegistry {
     if (this.deleting.has(name)) throw new Error(`timeline ${name} is being deleted`);
     let tl = this.timelines.get(name);
     if (!tl) {
-      tl = new Timeline({ root: this.opts.root, key, noSync: this.opts.noSync, log: this.opts.log, observer: this.opts.observer });
+      tl = new Timeline({ root: this.opts.root, key, noSync: this.opts.noSync, log: this.opts.log, observer: this.opts.observer, maxDiskUsage: this.opts.maxTimelineDiskUsage });
       this.timelines.set(name, tl);
     }
     return tl;
@@ -78,7 +80,7 @@ export class TimelineRegistry {
         const name = keyString(key);
         const started = performance.now();
         try {
-          const tl = new Timeline({ root: this.opts.root, key, noSync: this.opts.noSync, log, observer: this.opts.observer });
+          const tl = new Timeline({ root: this.opts.root, key, noSync: this.opts.noSync, log, observer: this.opts.observer, maxDiskUsage: this.opts.maxTimelineDiskUsage });
           const end = await tl.load();
           this.timelines.set(name, tl);
           const scan = tl.lastScan;

@@ -6,17 +6,20 @@
 import { join } from 'node:path';
 import { Acceptor, noHsFeedback } from '../acceptor/index.js';
 import type { Logger } from '../log.js';
-import { isValidWalSegSize, type Lsn } from '../lsn.js';
+import { isValidWalSegSize, segmentFloor, type Lsn } from '../lsn.js';
 import type { HotStandbyFeedback, SafeKeeperInfo } from '../protocol/types.js';
 import { findTimelineWalEnd } from '../wal/resume-scan.js';
 import type { WalEndResult } from '../wal/wal-end.js';
 import { TimelineStorage, type TimelineStats } from './acceptor-storage.js';
 import { GroupCommit } from './group-commit.js';
+import { DiskCapError, walFootprint, type ArchiveProgress } from './lifecycle-state.js';
+import { localStartLsn } from '../storage/wal-removal.js';
 import { keyString, type TimelineKey } from './ids.js';
 import { DurabilityListeners, type DurabilityListener, type PushSessionView } from './sessions.js';
 
 export { TimelineFailedError, type TimelineStats } from './acceptor-storage.js';
 export type { DurabilityListener, PushSessionView } from './sessions.js';
+export { DiskCapError, newArchiveProgress, type ArchiveProgress } from './lifecycle-state.js';
 
 export interface TimelineOptions {
   /** The daemon's data directory; the timeline lives in <root>/<tenant>/<timeline>. */
@@ -26,6 +29,8 @@ export interface TimelineOptions {
   log: Logger;
   /** Told about syncs and failures (metrics). */
   observer?: TimelineObserver;
+  /** Appends that would put more WAL segment bytes than this on disk are refused (0: no cap). */
+  maxDiskUsage?: number;
 }
 
 /** Watches a timeline's storage work (the metrics registry implements it). */
@@ -50,6 +55,23 @@ export class Timeline {
   /** WAL push sessions currently attached, for the admin API (address, since, progress). */
   readonly pushSessions = new Set<PushSessionView>();
   readonly observer: TimelineObserver | undefined;
+  /** Appends beyond this many bytes of segment files are refused (0: no cap). */
+  readonly maxDiskUsage: number;
+  /**
+   * Start of the oldest local WAL segment (null: none yet). Moved past a
+   * segment before its file is removed, so readers go to the archive first.
+   */
+  localStartLsn: Lsn | null = null;
+  /** End of the contiguous archived prefix, in memory (the control file's copy may lag: see archive/). */
+  backupLsn: Lsn = 0n;
+  /** Local segments removed since the daemon started. */
+  segmentsRemoved = 0;
+  /** Bytes of the timeline's files on disk, as last measured. */
+  diskUsageBytes = 0;
+  /** The archive uploader's state; null without an archive. */
+  archive: ArchiveProgress | null = null;
+  /** Fetch a whole archived segment (decoded and verified); null when not archived. Set when there is an archive. */
+  fetchArchivedSegment: ((segno: bigint) => Promise<Uint8Array | null>) | null = null;
 
   private readonly storage: TimelineStorage;
   private readonly groupCommit: GroupCommit;
@@ -63,6 +85,7 @@ export class Timeline {
     this.dir = join(opts.root, opts.key.tenantId, opts.key.timelineId);
     this.log = opts.log.child({ timeline: this.name });
     this.observer = opts.observer;
+    this.maxDiskUsage = opts.maxDiskUsage ?? 0;
     this.groupCommit = new GroupCommit({
       synced: (synced, seconds) => {
         this.stats.syncs++;
@@ -89,6 +112,54 @@ export class Timeline {
     });
     this.acceptor = new Acceptor(this.storage, { hsFeedback: () => this.hsFeedback });
     this.announcedCommit = this.acceptor.commitLsn;
+    this.backupLsn = this.storage.control.backupLsn;
+  }
+
+  /** WAL segment size of the stored state, or null before the first one is persisted. */
+  get walSegSize(): number | null {
+    const s = this.storage.stored;
+    return s && isValidWalSegSize(s.server.walSegSize) ? s.server.walSegSize : null;
+  }
+
+  /** backup_lsn as last written to the control file. */
+  get persistedBackupLsn(): Lsn {
+    return this.storage.control.backupLsn;
+  }
+
+  /**
+   * Write backup_lsn to the control file. False (logged) when it cannot be
+   * written: nothing depends on it but a faster restart of the uploads.
+   */
+  persistBackupLsn(lsn: Lsn): boolean {
+    const state = this.storage.stored;
+    if (!state || this.failure || lsn === this.storage.control.backupLsn) return true;
+    try {
+      this.storage.control.persist(state, lsn);
+      return true;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not persist backup_lsn; it is kept in memory and written later');
+      return false;
+    }
+  }
+
+  /** Read where the local WAL starts from the segment files on disk. */
+  findLocalStart(): Lsn | null {
+    const segSize = this.walSegSize;
+    if (segSize === null) return null;
+    this.localStartLsn = localStartLsn(this.dir, segSize);
+    return this.localStartLsn;
+  }
+
+  /** Before an append of [beginLsn, endLsn): throws DiskCapError when its WAL would take more than the cap. */
+  checkDiskCap(beginLsn: Lsn, endLsn: Lsn): void {
+    if (endLsn <= beginLsn) return;
+    const segSize = this.walSegSize ?? this.acceptor.state.server.walSegSize;
+    if (!isValidWalSegSize(segSize)) return;
+    // A timeline without local WAL starts where its first append does.
+    const start = (this.localStartLsn ??= segmentFloor(beginLsn, segSize));
+    if (this.maxDiskUsage <= 0) return;
+    const usage = walFootprint(start, endLsn, segSize);
+    if (usage > this.maxDiskUsage) throw new DiskCapError(this.name, usage, this.maxDiskUsage);
   }
 
   /** The storage error that failed the timeline; set directly to stop writes without telling anyone (a deletion). */
@@ -147,6 +218,7 @@ export class Timeline {
     this.storage.syncLeftoverWal();
     const end = await this.scanWalEnd();
     this.groupCommit.reset(end);
+    this.findLocalStart();
     return end;
   }
 

@@ -32,23 +32,32 @@ function state(formatVersion = 2): SafeKeeperInfo {
   };
 }
 
-t.test('persist writes format 2 (132 bytes) and leaves no temp file; load reads it back', async (t) => {
+t.test('persist writes format 3 (140 bytes) and leaves no temp file; load reads it back', async (t) => {
   const dir = tempDir(t, 'wk-ctl-');
   const cf = new ControlFile(dir);
   t.equal(cf.load(), null, 'no file: a new timeline');
   cf.persist(state());
   t.same(readdirSync(dir), [CONTROL_FILE]);
   const bytes = readFileSync(join(dir, CONTROL_FILE));
-  t.equal(bytes.length, 132);
-  t.equal(bytes.readUInt32LE(4), 2);
+  t.equal(bytes.length, 140);
+  t.equal(bytes.readUInt32LE(4), 3);
   const back = cf.load()!;
   t.equal(back.epoch, 3n);
   t.equal(back.flushLsn, 0x15007c8n);
   t.equal(back.server.systemId, 7711737127714501519n);
-  t.equal(cf.loadedFormat, 2);
+  t.equal(cf.loadedFormat, 3);
+  t.equal(cf.backupLsn, 0n);
+  cf.persist(back, 0x3000000n);
+  const again = new ControlFile(dir);
+  again.load();
+  t.equal(again.backupLsn, 0x3000000n, 'backup_lsn persisted');
+  again.persist(back);
+  const third = new ControlFile(dir);
+  third.load();
+  t.equal(third.backupLsn, 0x3000000n, 'persisting the state keeps backup_lsn');
 });
 
-t.test('a format 1 file is read and upgraded to format 2 on the next persist', async (t) => {
+t.test('a format 1 file is read and upgraded to format 3 on the next persist', async (t) => {
   const dir = tempDir(t, 'wk-ctl-');
   writeFileSync(join(dir, CONTROL_FILE), encodeSafeKeeperInfo(state(1), 1));
   const cf = new ControlFile(dir);
@@ -57,8 +66,8 @@ t.test('a format 1 file is read and upgraded to format 2 on the next persist', a
   t.equal(s.server.nodeId.term, 5n);
   cf.persist(s);
   const bytes = readFileSync(join(dir, CONTROL_FILE));
-  t.equal(bytes.length, 132);
-  t.equal(bytes.readUInt32LE(4), 2);
+  t.equal(bytes.length, 140);
+  t.equal(bytes.readUInt32LE(4), 3);
   t.equal(new ControlFile(dir).load()!.server.nodeId.term, 5n);
 });
 

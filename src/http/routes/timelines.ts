@@ -49,9 +49,44 @@ const readerSchema = {
   },
 };
 
+const archiveSchema = {
+  type: 'object',
+  required: ['location', 'lag_bytes', 'segments_uploaded', 'segments_already_present', 'segments_removed', 'upload_errors', 'last_error', 'conflicts', 'start_lsn'],
+  properties: {
+    location: { type: 'string', description: 's3://BUCKET/PREFIX or file:///DIR' },
+    lag_bytes: { type: 'integer', description: 'commit_lsn minus backup_lsn' },
+    segments_uploaded: { type: 'integer', description: 'segments and history files uploaded since the daemon started' },
+    segments_already_present: { type: 'integer', description: 'found archived with the same checksum (another safekeeper uploaded them)' },
+    segments_removed: { type: 'integer', description: 'local WAL segments removed since the daemon started' },
+    upload_errors: { type: 'integer' },
+    last_error: { type: ['string', 'null'] },
+    conflicts: { type: 'array', items: { type: 'string' }, description: 'files whose archived object has a different checksum (never overwritten)' },
+    start_lsn: { type: ['string', 'null'], description: 'where the archive starts when the timeline began mid-segment (that segment is not archived); else null' },
+  },
+};
+
 const statusSchema = {
   type: 'object',
-  required: ['tenant_id', 'timeline_id', 'state', 'epoch', 'vote', 'server', 'flush_lsn', 'commit_lsn', 'restart_lsn', 'local_wal', 'proposers', 'readers', 'hot_standby_feedback'],
+  required: [
+    'tenant_id',
+    'timeline_id',
+    'state',
+    'epoch',
+    'vote',
+    'server',
+    'flush_lsn',
+    'commit_lsn',
+    'restart_lsn',
+    'local_start_lsn',
+    'backup_lsn',
+    'disk_usage_bytes',
+    'segments_removed',
+    'archive',
+    'local_wal',
+    'proposers',
+    'readers',
+    'hot_standby_feedback',
+  ],
   properties: {
     tenant_id: idSchema('tenant id'),
     timeline_id: idSchema('timeline id'),
@@ -77,6 +112,11 @@ const statusSchema = {
     flush_lsn: lsnOut('end of the WAL durable here'),
     commit_lsn: lsnOut('highest commit position reported by a proposer'),
     restart_lsn: lsnOut("proposer's restart position"),
+    local_start_lsn: lsnOut('start of the oldest WAL segment on local disk (0/0: none)'),
+    backup_lsn: lsnOut('end of the contiguous archived WAL prefix (0/0: nothing archived, or no archive)'),
+    disk_usage_bytes: { type: 'integer', description: "bytes of this timeline's files on disk" },
+    segments_removed: { type: 'integer', description: 'local WAL segments removed since the daemon started' },
+    archive: { anyOf: [archiveSchema, { type: 'null' }], description: 'the archive uploader; null without --remote-storage' },
     local_wal: {
       type: 'object',
       required: ['first_segment', 'last_segment', 'segments', 'bytes'],
