@@ -31,6 +31,7 @@ t.test('kill -9 during uploads and removal: backup_lsn, the archive and local fi
   const startLsn = await startProposer(proposer);
   await makeSynchronous(primary);
   const work = await Workload.start(primary, 2);
+  const firstSeg = segOf(startLsn);
 
   const caughtUp = async (sk: ArchivingSafekeeper): Promise<void> => {
     const target = await reportedFlush(primary);
@@ -39,6 +40,7 @@ t.test('kill -9 during uploads and removal: backup_lsn, the archive and local fi
 
   await t.test('safekeepers killed right after uploads and removals, and restarted', async (t) => {
     const kinds: string[] = [];
+    const problems: string[] = [];
     for (let k = 0; k < KILLS; k++) {
       const sk = sks[Math.floor(rnd() * sks.length)];
       const kind = k % 2 === 0 ? 'upload' : 'removal';
@@ -60,9 +62,20 @@ t.test('kill -9 during uploads and removal: backup_lsn, the archive and local fi
       const count = work.count;
       await waitFor('commits with one safekeeper down', () => work.count, (n) => n > count, 30_000);
       await sk.start();
+      // What the restarted daemon starts from: its persisted backup_lsn against the archive, its files on disk.
+      const st = await sk.status();
+      const backup = parseLsn(st.backup_lsn);
+      const localStart = parseLsn(st.local_start_lsn);
+      const bad = await compareArchive(archive.storage, primary, firstSeg, segOf(backup));
+      if (bad.length) problems.push(`${kind}@${sk.index}: below backup_lsn ${st.backup_lsn}: ${bad.join('; ')}`);
+      if (localStart > backup) problems.push(`${kind}@${sk.index}: local_start_lsn ${st.local_start_lsn} above backup_lsn ${st.backup_lsn}: a gap nobody holds`);
+      const local = sk.localSegments();
+      const gaps = local.filter((s, i) => i > 0 && s !== local[i - 1] + 1n);
+      if (local[0] !== segOf(localStart) || gaps.length) problems.push(`${kind}@${sk.index}: local files ${local.join(',')} from local_start_lsn ${st.local_start_lsn}`);
       await caughtUp(sk);
     }
     t.equal(kinds.length, KILLS, `kill -9 after: ${kinds.join(', ')}`);
+    t.same(problems, [], 'after each restart: every segment below the persisted backup_lsn is archived and verifies; local files are contiguous from local_start_lsn <= backup_lsn');
     t.same(work.errors, [], 'no client saw an error');
   });
 
@@ -72,7 +85,6 @@ t.test('kill -9 during uploads and removal: backup_lsn, the archive and local fi
     const commit = await waitFor('the commit position to reach the primary flush', () => reportedFlush(primary), (f) => f >= final, 30_000);
     for (const sk of sks) await caughtUp(sk);
     await waitBackup(sks, segStart(segOf(commit)), 60_000);
-    const firstSeg = segOf(startLsn);
     for (const sk of sks) {
       const st = await sk.status();
       const backup = parseLsn(st.backup_lsn);
