@@ -97,7 +97,7 @@ t.test('kill -9 during uploads and removal: backup_lsn, the archive and local fi
       t.same(gaps, [], `${sk.address}: local segments ${local[0]}..${local[local.length - 1]} are contiguous`);
       t.equal(local[local.length - 1], segOf(parseLsn(st.flush_lsn) - 1n), `${sk.address}: up to the flush position's segment`);
       const n = Number(commit - localStart);
-      t.ok(n > 0 && sk.wal(localStart, n).equals(readWal(primary.walDir, localStart, n, SEG)), `${sk.address}: WAL ${st.local_start_lsn}..${formatLsn(commit)} identical to the primary's`);
+      t.ok(n > 0 && sk.wal(localStart, n, SEG).equals(readWal(primary.walDir, localStart, n, SEG)), `${sk.address}: WAL ${st.local_start_lsn}..${formatLsn(commit)} identical to the primary's`);
     }
     const acked = [...work.acked];
     const present = new Set((await primary.sql('select id from acked')).split('\n').filter(Boolean).map(Number));

@@ -10,12 +10,11 @@ import { formatLsn, parseLsn, parseSegmentFileName, segmentFileName, segmentNumb
 import { decodeObject, objectKey } from '../../src/archive/object-format.js';
 import { openRemoteStorage } from '../../src/archive/open.js';
 import type { RemoteStorage } from '../../src/archive/remote-storage.js';
-import { PgClient } from '../../src/proposer/pg-client.js';
 import { S3_TEST_CREDENTIALS, S3TestServer } from '../../support/s3-server.js';
 import { startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daemon/helpers.js';
 import { chownToPg, freePort, pgTempDir, runPgOk, startCluster, type PgCluster } from '../helpers/pg.js';
 import { waitFor } from '../helpers/support.js';
-import { ProposerProc, readWal } from '../proposer-e2e/harness.js';
+import { ProposerProc, Safekeeper } from '../proposer-e2e/harness.js';
 
 export { TENANT, TIMELINE };
 export const SEG = 1 << 20;
@@ -128,43 +127,43 @@ export interface TimelineStatus {
   [k: string]: unknown;
 }
 
-export class ArchivingSafekeeper {
-  proc: DaemonProc | null = null;
-  readonly dataDir: string;
-  /** Every run's log lines, in order (kept across restarts). */
-  readonly logs: Array<Record<string, unknown>> = [];
+/** A safekeeper of the quorum harness, started with archive flags, keeping its log lines across restarts. */
+export class ArchivingSafekeeper extends Safekeeper {
+  /** Log lines of the runs that ended, in order. */
+  private readonly logs: Array<Record<string, unknown>> = [];
+  private readonly kept = new Set<DaemonProc>();
 
   constructor(
-    private readonly t: Test,
-    readonly index: number,
-    readonly pgPort: number,
-    readonly httpPort: number,
+    private readonly test: Test,
+    index: number,
+    pgPort: number,
+    httpPort: number,
     root: string,
     public args: string[],
   ) {
-    this.dataDir = join(root, `sk${index}`);
-  }
-
-  get address(): string {
-    return `127.0.0.1:${this.pgPort}`;
+    super(test, index, pgPort, httpPort, root);
   }
 
   get timelineDir(): string {
     return join(this.dataDir, TENANT, TIMELINE);
   }
 
-  async start(): Promise<void> {
+  override async start(): Promise<void> {
     if (this.proc) return;
     mkdirSync(this.dataDir, { recursive: true });
-    const proc = await startDaemon(this.t, { dataDir: this.dataDir, pgPort: this.pgPort, httpPort: this.httpPort, args: this.args });
+    const proc = await startDaemon(this.test, { dataDir: this.dataDir, pgPort: this.pgPort, httpPort: this.httpPort, args: this.args });
     this.proc = proc;
-    // The daemon's array only grows: copy it at the end of each run.
-    this.t.teardown(() => this.keepLogs(proc));
+    this.test.teardown(() => this.keepLogs(proc));
     const keep = process.env.WK_ARCHIVE_LOG;
-    if (keep) this.t.teardown(() => writeFileSync(`${keep}.sk${this.index}`, proc.logs.map((l) => JSON.stringify(l)).join('\n') + '\n' + proc.stderr(), { flag: 'a' }));
+    if (keep) this.test.teardown(() => writeFileSync(`${keep}.sk${this.index}`, proc.logs.map((l) => JSON.stringify(l)).join('\n') + '\n' + proc.stderr(), { flag: 'a' }));
   }
 
-  private kept = new Set<DaemonProc>();
+  override async kill9(): Promise<void> {
+    const p = this.proc;
+    await super.kill9();
+    if (p) this.keepLogs(p);
+  }
+
   private keepLogs(proc: DaemonProc): void {
     if (this.kept.has(proc)) return;
     this.kept.add(proc);
@@ -177,15 +176,6 @@ export class ArchivingSafekeeper {
     return [...this.logs, ...current].filter((l) => typeof l.msg === 'string' && l.msg.startsWith(prefix));
   }
 
-  async kill9(): Promise<void> {
-    const p = this.proc;
-    this.proc = null;
-    if (p) {
-      await p.kill9();
-      this.keepLogs(p);
-    }
-  }
-
   async status(): Promise<TimelineStatus> {
     const res = await fetch(`http://127.0.0.1:${this.httpPort}/v1/tenant/${TENANT}/timeline/${TIMELINE}`, { signal: AbortSignal.timeout(5000) });
     if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
@@ -195,32 +185,11 @@ export class ArchivingSafekeeper {
   /** The value of a metric for this timeline (NaN when absent). */
   async metric(name: string): Promise<number> {
     const res = await fetch(`http://127.0.0.1:${this.httpPort}/metrics`, { signal: AbortSignal.timeout(5000) });
-    const text = await res.text();
-    for (const line of text.split('\n')) {
+    for (const line of (await res.text()).split('\n')) {
       if (!line.startsWith(name + '{') || !line.includes(`timeline_id="${TIMELINE}"`) || !line.includes(`tenant_id="${TENANT}"`)) continue;
       return Number(line.slice(line.lastIndexOf(' ') + 1));
     }
     return NaN;
-  }
-
-  /** End of the WAL stored here (IDENTIFY_SYSTEM as a recovering proposer sees it). */
-  async flushLsn(): Promise<Lsn> {
-    const c = await PgClient.connect({
-      host: '127.0.0.1',
-      port: this.pgPort,
-      user: 'walproposer',
-      database: 'replication',
-      replication: true,
-      applicationName: 'wal_proposer_recovery',
-      params: { ztenantid: TENANT, ztimelineid: TIMELINE },
-      connectTimeoutMs: 3000,
-    });
-    try {
-      const r = await c.query('IDENTIFY_SYSTEM');
-      return parseLsn(r.rows[0][2] ?? '0/0');
-    } finally {
-      c.close();
-    }
   }
 
   /** Segment numbers of the segment files (complete or .partial) in the timeline directory. */
@@ -232,11 +201,6 @@ export class ArchivingSafekeeper {
       if (s && s.timeline === 1) out.push(s.segno);
     }
     return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  }
-
-  /** `length` bytes of stored WAL from `start` (.partial preferred; zeros where no file). */
-  wal(start: Lsn, length: number): Buffer {
-    return readWal(this.timelineDir, start, length, SEG);
   }
 }
 

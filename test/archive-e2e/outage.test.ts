@@ -115,7 +115,7 @@ t.test('archive outage: the capped safekeeper refuses appends at its cap, commit
       const s = await sk.status();
       const start = parseLsn(s.local_start_lsn);
       const n = Number(commit2 - start);
-      t.ok(n > 0 && sk.wal(start, n).equals(readWal(primary.walDir, start, n, SEG)), `${sk.address}: local WAL ${s.local_start_lsn}..${formatLsn(commit2)} identical to the primary's`);
+      t.ok(n > 0 && sk.wal(start, n, SEG).equals(readWal(primary.walDir, start, n, SEG)), `${sk.address}: local WAL ${s.local_start_lsn}..${formatLsn(commit2)} identical to the primary's`);
     }
   });
 
