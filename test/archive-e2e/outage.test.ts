@@ -89,7 +89,7 @@ t.test('archive outage: the capped safekeeper refuses appends at its cap, commit
     await archive.server!.resume();
     const commit = await reportedFlush(primary);
     await waitBackup(sks.slice(1), segStart(segOf(commit)), 60_000);
-    // The capped one catches up (from a peer: part of what it lacks was removed locally on the others, so it comes from the archive).
+    // The capped one catches up from a peer (served from local files or, where the peer already removed them, from the archive).
     await waitFor(`${capped.address} to catch up to ${formatLsn(commit)}`, () => capped.flushLsn(), (f) => f >= commit, 60_000, 250);
     await waitBackup([capped], segStart(segOf(commit)), 60_000);
     for (const sk of sks) {
