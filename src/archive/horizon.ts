@@ -1,4 +1,4 @@
-// The removal horizon (docs/protocol.md §10.3): a local segment may go only
+// The removal horizon (docs/protocol.md §15.3): a local segment may go only
 // when it is wholly below every one of
 //   * backup_lsn, when there is an archive (it holds everything below);
 //   * restart_lsn (WAL every safekeeper has), when there is none;

@@ -1,4 +1,4 @@
-// The archive uploader of one timeline (docs/protocol.md §10).
+// The archive uploader of one timeline (docs/protocol.md §15.2).
 //
 // * Only whole segments wholly below commit_lsn (and durable here) are
 //   uploaded: WAL above commit_lsn may still be rewritten by a new term.

@@ -1,5 +1,5 @@
 // Reading WAL that was removed locally from the archive (docs/protocol.md
-// §10.4). A stream positioned below the timeline's local start reads whole
+// §15.5). A stream positioned below the timeline's local start reads whole
 // archived segments (fetched, decoded and verified by the daemon's archive
 // side) and serves them from memory; at the local start it is back on the
 // local files, whose reads keep their fast synchronous path. Without an
