@@ -2,6 +2,7 @@
 // with a baseline measured in the same process, so the ratio is what counts.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { archiveRows } from './archive.js';
 import { crcRows } from './crc.js';
 import { frameRows } from './frames.js';
 import { printTable, type BenchRow } from './lib.js';
@@ -30,6 +31,7 @@ async function main(): Promise<void> {
   else process.stderr.write('bench: wal-end.js not built, skipping the end-of-WAL rows\n');
   groups.push(['replication', replicationRows]);
   groups.push(['quorum', quorumRows]);
+  groups.push(['archive', archiveRows]);
   groups.push(['archive-ingest', (await import('./archive-ingest.js')).archiveIngestRows]);
 
   const rows: BenchRow[] = [];

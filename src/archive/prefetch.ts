@@ -1,139 +1,12 @@
-// The prefetch spool of `walkeeper restore-wal`. PostgreSQL runs
-// restore_command once per segment, one after the other, so each call pays
-// a process start and a round trip. After delivering segment N, a detached
-// worker fetches N+1 … N+depth into `<dir of %p>/.walkeeper-prefetch/
-// <tenant>-<timeline>/`, and the next calls only rename a file.
-//
-// A spool file is written only after the same checks as a direct fetch
-// (checksum, page header), to a temporary name, fsynced and renamed; it is
-// checked again (size and first page) before it is used, and dropped when
-// that fails. The spool holds at most `depth` segments ahead of the last
-// one asked for, only of this tenant and timeline: anything else found in
-// it is removed.
-import { spawn } from 'node:child_process';
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { parseSegmentFileName, segmentFileName, XLOG_BLCKSZ } from '../lsn.js';
-import { fsyncDirSync, writeFileDurably } from '../storage/fsutil.js';
-import { declaredSegmentSize, verifySegmentHead, walFileKind, WalFileCheckError } from '../wal/verify-segment.js';
+// The prefetch worker of `walkeeper restore-wal` (see spool.ts): a detached
+// process that fills the spool with the segments after the one just
+// delivered.
+import { mkdirSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileDurably } from '../storage/fsutil.js';
+import { declaredSegmentSize } from '../wal/verify-segment.js';
 import { fetchWalFile, type WalFileSource } from './fetch.js';
-
-export const SPOOL_DIR = '.walkeeper-prefetch';
-const LOCK = 'worker.pid';
-const TEMP_MARK = '.tmp-';
-
-/** The spool of one tenant/timeline, next to PostgreSQL's target path. */
-export function spoolDirFor(targetPath: string, tenantId: string, timelineId: string): string {
-  return join(dirname(targetPath), SPOOL_DIR, `${tenantId}-${timelineId}`);
-}
-
-/**
- * Move a spooled `name` to `target` if there is one that still checks out
- * (a bad one is removed). The segment size when `target` now holds it, else null.
- */
-export function takeFromSpool(spool: string, name: string, target: string): number | null {
-  if (walFileKind(name) !== 'segment') return null;
-  const path = join(spool, name);
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return null;
-  }
-  let size: number | null = null;
-  try {
-    const head = Buffer.alloc(XLOG_BLCKSZ);
-    const n = readSync(fd, head, 0, head.length, 0);
-    verifySegmentHead(name, head.subarray(0, n), fstatSync(fd).size);
-    size = declaredSegmentSize(name, head);
-  } catch (err) {
-    if (!(err instanceof WalFileCheckError)) throw err;
-  } finally {
-    closeSync(fd);
-  }
-  if (size === null) {
-    rmSync(path, { force: true });
-    return null;
-  }
-  renameSync(path, target);
-  fsyncDirSync(dirname(target));
-  return size;
-}
-
-/** The `depth` segment names after `name` (same timeline), given the segment size. */
-export function followingSegments(name: string, walSegSize: number, depth: number): string[] {
-  const parsed = parseSegmentFileName(name, walSegSize);
-  if (!parsed || parsed.partial) return [];
-  return Array.from({ length: depth }, (_, i) => segmentFileName(parsed.timeline, parsed.segno + BigInt(i + 1), walSegSize));
-}
-
-function pidAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function readLock(spool: string): number {
-  try {
-    const fd = openSync(join(spool, LOCK), 'r');
-    try {
-      const buf = Buffer.alloc(32);
-      return Number(buf.toString('utf8', 0, readSync(fd, buf, 0, 32, 0)).trim());
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return 0;
-  }
-}
-
-/**
- * Trim the spool to the window after `delivered` (other tenants' and
- * timelines' spools, older segments and a dead worker's temporary files
- * go) and say how many wanted segments are missing from it and whether a
- * worker is running.
- */
-export function tidySpool(spool: string, wanted: readonly string[]): { missing: number; workerRunning: boolean } {
-  const root = dirname(spool);
-  try {
-    for (const other of readdirSync(root)) if (join(root, other) !== spool) rmSync(join(root, other), { recursive: true, force: true });
-  } catch {
-    /* no spool yet */
-  }
-  const workerRunning = pidAlive(readLock(spool));
-  const keep = new Set(wanted);
-  let present = 0;
-  let names: string[] = [];
-  try {
-    names = readdirSync(spool);
-  } catch {
-    /* none yet */
-  }
-  for (const n of names) {
-    if (n === LOCK) continue;
-    if (keep.has(n)) {
-      present++;
-      continue;
-    }
-    const temp = n.indexOf(TEMP_MARK);
-    if (temp >= 0 && workerRunning && Number(n.slice(temp + TEMP_MARK.length)) === readLock(spool)) continue;
-    rmSync(join(spool, n), { force: true });
-  }
-  return { missing: wanted.length - present, workerRunning };
-}
-
-/** Start a detached worker (`argv` re-runs restore-wal with --prefetch-worker); it outlives this process. */
-export function startPrefetchWorker(argv: readonly string[]): void {
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1], ...argv], { detached: true, stdio: 'ignore' });
-  child.on('error', () => {
-    /* prefetch is an optimisation: a failed start only costs speed */
-  });
-  child.unref();
-}
+import { followingSegments, LOCK, pidAlive, readDelivered, readLock, TEMP_MARK } from './spool.js';
 
 export interface PrefetchWork {
   spool: string;
@@ -142,16 +15,22 @@ export interface PrefetchWork {
   walSegSize: number;
   depth: number;
   sources: readonly WalFileSource[];
-  /** Parallel fetches (default 4). */
+  /** Parallel fetches (default 2: decoding and checksums are CPU-bound, and the next segment is needed first). */
   parallel?: number;
   noSync?: boolean;
 }
 
+/** How long a worker with nothing to fetch waits for PostgreSQL to ask for more before it exits. */
+const IDLE_MS = 10_000;
+const POLL_MS = 25;
+
 /**
- * The worker: fetch the missing segments of the window into the spool, in
- * order of need, `parallel` at a time. One try each; it stops at the first
- * segment that is missing or fails (the foreground call will retry it and
- * report properly). Only one worker per spool runs at a time.
+ * The worker: keep the `depth` segments after the last one delivered (the
+ * spool's `delivered` marker, written by each restore-wal call) in the
+ * spool, in order of need, `parallel` at a time. One try each; it stops at
+ * the first segment that is missing or fails (the foreground call will
+ * retry it and report properly), when the marker moves to another timeline
+ * or backwards, and after IDLE_MS without progress. Only one worker per spool runs.
  */
 export async function runPrefetchWorker(work: PrefetchWork): Promise<number> {
   mkdirSync(work.spool, { recursive: true, mode: 0o700 });
@@ -162,34 +41,30 @@ export async function runPrefetchWorker(work: PrefetchWork): Promise<number> {
     if (pidAlive(readLock(work.spool))) return 0;
     writeFileSync(lock, String(process.pid), { mode: 0o600 });
   }
+  const timeline = work.after.slice(0, 8);
+  let after = work.after;
+  let idleSince = Date.now();
+  let fetched = 0;
   try {
-    const present = new Set(readdirSync(work.spool));
-    const todo = followingSegments(work.after, work.walSegSize, work.depth).filter((n) => !present.has(n));
-    let stop = false;
-    let fetched = 0;
-    const next = async (): Promise<void> => {
-      while (!stop && todo.length > 0) {
-        const name = todo.shift()!;
-        let outcome;
-        try {
-          outcome = await fetchWalFile(name, work.sources, { attempts: 1 });
-        } catch {
-          stop = true;
-          return;
-        }
-        if (outcome.kind === 'missing') {
-          stop = true;
-          return;
-        }
-        if (declaredSegmentSize(name, outcome.bytes) !== work.walSegSize) {
-          stop = true;
-          return;
-        }
-        await writeFileDurably(join(work.spool, name), outcome.bytes, { tempPath: join(work.spool, `${name}${TEMP_MARK}${process.pid}`), noSync: work.noSync });
-        fetched++;
+    for (;;) {
+      const delivered = readDelivered(work.spool);
+      // Another timeline, or PostgreSQL started over further back (a restart): leave it to a new worker.
+      if (delivered !== null && (delivered.slice(0, 8) !== timeline || delivered < after)) break;
+      if (delivered !== null && delivered > after) {
+        after = delivered;
+        idleSince = Date.now();
       }
-    };
-    await Promise.all(Array.from({ length: work.parallel ?? 4 }, next));
+      const present = new Set(readdirSync(work.spool));
+      const todo = followingSegments(after, work.walSegSize, work.depth).filter((n) => !present.has(n));
+      if (todo.length === 0) {
+        if (Date.now() - idleSince > IDLE_MS) break;
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+        continue;
+      }
+      const got = await fetchAll(work, todo);
+      fetched += got;
+      if (got < todo.length) break;
+    }
     return fetched;
   } finally {
     if (readLock(work.spool) === process.pid) {
@@ -200,4 +75,30 @@ export async function runPrefetchWorker(work: PrefetchWork): Promise<number> {
       }
     }
   }
+}
+
+/** Fetch `names` into the spool; how many arrived before the first one missing or failing. */
+async function fetchAll(work: PrefetchWork, names: readonly string[]): Promise<number> {
+  const todo = [...names];
+  let stop = false;
+  let fetched = 0;
+  const next = async (): Promise<void> => {
+    while (!stop && todo.length > 0) {
+      const name = todo.shift()!;
+      let outcome;
+      try {
+        outcome = await fetchWalFile(name, work.sources, { attempts: 1 });
+      } catch {
+        outcome = null;
+      }
+      if (outcome === null || outcome.kind === 'missing' || declaredSegmentSize(name, outcome.bytes) !== work.walSegSize) {
+        stop = true;
+        return;
+      }
+      await writeFileDurably(join(work.spool, name), outcome.bytes, { tempPath: join(work.spool, `${name}${TEMP_MARK}${process.pid}`), noSync: work.noSync });
+      fetched++;
+    }
+  };
+  await Promise.all(Array.from({ length: work.parallel ?? 2 }, next));
+  return fetched;
 }

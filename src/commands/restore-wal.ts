@@ -8,14 +8,15 @@
 // returned only when every source said "no such file". Anything doubtful
 // exits above 125, which PostgreSQL treats as fatal and stops recovery.
 //
-// bin/walkeeper.js loads this module directly (not through cli.ts), so it
-// imports only what a restore needs: it runs once per segment.
+// bin/walkeeper.js loads this module directly (not through cli.ts), and the
+// fetching half (the archive client, checksums: node:crypto alone is ~20 ms
+// of start-up) is imported only when the file is not already spooled: this
+// runs once per segment.
 import { readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { ArchiveSource, FetchFailure, fetchWalFile, SafekeeperSource, type WalFileSource } from '../archive/fetch.js';
-import { openRemoteStorage } from '../archive/open.js';
-import { followingSegments, runPrefetchWorker, spoolDirFor, startPrefetchWorker, takeFromSpool, tidySpool } from '../archive/prefetch.js';
+import type { WalFileSource } from '../archive/fetch.js';
 import type { RemoteStorage } from '../archive/remote-storage.js';
+import { awaitWorker, followingSegments, markDelivered, spoolDirFor, startPrefetchWorker, takeFromSpool, tidySpool } from '../archive/spool.js';
 import { isValidWalSegSize } from '../lsn.js';
 import { writeFileDurably } from '../storage/fsutil.js';
 import { ID_HEX } from '../timeline/ids.js';
@@ -152,6 +153,8 @@ function readToken(file: string): string {
 }
 
 async function openSources(args: RestoreWalArgs): Promise<{ sources: WalFileSource[]; storage?: RemoteStorage }> {
+  const { ArchiveSource, SafekeeperSource } = await import('../archive/fetch.js');
+  const { openRemoteStorage } = await import('../archive/open.js');
   const sources: WalFileSource[] = [];
   let storage: RemoteStorage | undefined;
   if (args.remoteStorage !== undefined) {
@@ -180,6 +183,7 @@ async function deliver(path: string, bytes: Buffer): Promise<void> {
 
 /** After segment `name` was delivered: trim the spool and start a worker when it runs low. */
 function keepSpoolFilled(args: RestoreWalArgs, argv: readonly string[], spool: string, walSegSize: number): void {
+  markDelivered(spool, args.file);
   const wanted = followingSegments(args.file, walSegSize, args.prefetch);
   const { missing, workerRunning } = tidySpool(spool, wanted);
   if (workerRunning || missing < Math.ceil(args.prefetch / 2)) return;
@@ -190,17 +194,26 @@ async function restore(args: RestoreWalArgs, argv: readonly string[]): Promise<n
   const kind = walFileKind(args.file);
   if (kind === null) throw new RestoreError(EXIT_MISSING, `"${args.file}" is not a WAL segment or history file name: nothing by that name is archived`);
   const spool = spoolDirFor(args.path, args.tenantId, args.timelineId);
-  const { sources, storage } = await openSources(args);
-  try {
-    if (args.prefetchWorker !== undefined) {
-      if (args.prefetch === 0) return 0;
-      // A worker that hangs must not linger: it is only ever worth a few segments.
-      setTimeout(() => process.exit(0), 300_000).unref();
+  if (args.prefetchWorker !== undefined) {
+    if (args.prefetch === 0) return 0;
+    // A worker that hangs must not linger: it is only ever worth a few segments.
+    setTimeout(() => process.exit(0), 300_000).unref();
+    const { runPrefetchWorker } = await import('../archive/prefetch.js');
+    const { sources, storage } = await openSources(args);
+    try {
       await runPrefetchWorker({ spool, after: args.file, walSegSize: args.prefetchWorker, depth: args.prefetch, sources });
-      return 0;
+    } finally {
+      await storage?.close();
     }
-    let walSegSize = kind === 'segment' && args.prefetch > 0 ? takeFromSpool(spool, args.file, args.path) : null;
-    if (walSegSize === null) {
+    return 0;
+  }
+  const spooled = kind === 'segment' && args.prefetch > 0;
+  if (spooled) await awaitWorker(spool, args.file);
+  let walSegSize = spooled ? takeFromSpool(spool, args.file, args.path) : null;
+  if (walSegSize === null) {
+    const { FetchFailure, fetchWalFile } = await import('../archive/fetch.js');
+    const { sources, storage } = await openSources(args);
+    try {
       let outcome;
       try {
         outcome = await fetchWalFile(args.file, sources);
@@ -214,12 +227,12 @@ async function restore(args: RestoreWalArgs, argv: readonly string[]): Promise<n
       await deliver(args.path, outcome.bytes);
       if (kind !== 'segment') return 0;
       walSegSize = outcome.bytes.length;
+    } finally {
+      await storage?.close();
     }
-    if (args.prefetch > 0) keepSpoolFilled(args, argv, spool, walSegSize);
-    return 0;
-  } finally {
-    await storage?.close();
   }
+  if (args.prefetch > 0) keepSpoolFilled(args, argv, spool, walSegSize);
+  return 0;
 }
 
 /** The command: every failure is one line on stderr and an exit code from the table above. */

@@ -3,7 +3,7 @@
 // not exist; > 125 (130 unavailable, 131 corrupt) for anything doubtful, so
 // PostgreSQL aborts recovery instead of ending it early. %p is written only
 // on success, and nothing else is left in its directory.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { FsRemoteStorage } from '../../src/archive/fs-storage.js';
@@ -14,6 +14,7 @@ import { segmentFileName } from '../../src/lsn.js';
 import { S3_TEST_CREDENTIALS, S3TestServer } from '../../support/s3-server.js';
 import { realWal, runCli, tempDir } from '../daemon/helpers.js';
 import { freePort } from '../helpers/pg.js';
+import { until } from '../helpers/support.js';
 import { putFile } from './fill-archive.js';
 
 Object.assign(process.env, S3_TEST_CREDENTIALS);
@@ -40,7 +41,6 @@ t.test('restore-wal exit codes', async (t) => {
   /** Run restore-wal into a fresh directory; returns the exit code, stderr and what the directory holds. */
   const restore = async (name: string, extra: string[], opts: { ids?: boolean } = {}) => {
     const out = join(dir, `pg_wal-${++n}`);
-    const { mkdirSync } = await import('node:fs');
     mkdirSync(out);
     const target = join(out, 'RECOVERYXLOG');
     const ids = opts.ids === false ? [] : ['--tenant', TENANT, '--timeline', TIMELINE];
@@ -58,6 +58,51 @@ t.test('restore-wal exit codes', async (t) => {
     const h = await restore(HISTORY, fileArchive);
     t.equal(h.code, 0, h.stderr);
     t.ok(h.bytes?.equals(HISTORY_TEXT), 'the history file is identical');
+  });
+
+  t.test('prefetch: the next segments are spooled, verified, and only ever served for their timeline', async (t) => {
+    const out = join(dir, 'pg_wal-prefetch');
+    mkdirSync(out);
+    const target = join(out, 'RECOVERYXLOG');
+    const spool = join(out, '.walkeeper-prefetch', `${TENANT}-${TIMELINE}`);
+    const stray = join(out, '.walkeeper-prefetch', `${TENANT}-${'ab'.repeat(16)}`);
+    mkdirSync(stray, { recursive: true });
+    // A good segment 5 in another timeline's spool; this timeline's archive has no segment 5.
+    writeFileSync(join(stray, seg(5).name), seg(5).bytes);
+    const run = (name: string, timeline = TIMELINE) =>
+      runCli(['restore-wal', name, target, '--tenant', TENANT, '--timeline', timeline, '--prefetch', '2', ...fileArchive], { timeoutMs: 60_000 });
+
+    const other = await run(seg(5).name);
+    t.equal(other.code, 1, "another timeline's spooled segment is not served");
+    t.notOk(existsSync(target));
+
+    const first = await run(seg(0).name);
+    t.equal(first.code, 0, first.stderr);
+    t.notOk(existsSync(stray), "other timelines' spools are removed");
+    await until('the worker spools segments 1 and 2', () => existsSync(join(spool, seg(1).name)) && existsSync(join(spool, seg(2).name)), 30_000, 50);
+    await until('the worker is done', () => !existsSync(join(spool, 'worker.pid')), 30_000, 50);
+    t.ok(readFileSync(join(spool, seg(1).name)).equals(seg(1).bytes), 'the spooled segment is the archived one');
+
+    // Damage the spooled copy of segment 2 (wrong first page): it must be dropped and fetched again.
+    const damaged = Buffer.from(seg(1).bytes);
+    writeFileSync(join(spool, seg(2).name), damaged);
+
+    const second = await run(seg(1).name);
+    t.equal(second.code, 0, second.stderr);
+    t.ok(readFileSync(target).equals(seg(1).bytes), 'segment 1 served from the spool');
+    t.notOk(existsSync(join(spool, seg(1).name)), 'the spool file was moved, not copied');
+
+    const third = await run(seg(2).name);
+    t.equal(third.code, 0, third.stderr);
+    t.ok(readFileSync(target).equals(seg(2).bytes), 'a spool file that does not check out is ignored: segment 2 fetched again');
+    await until('no worker left', () => !existsSync(join(spool, 'worker.pid')), 30_000, 50);
+    const left = readdirSync(spool).filter((n) => n !== 'worker.pid' && n !== 'delivered');
+    t.ok(left.length <= 2, `the spool holds at most --prefetch segments (${left.join(', ') || 'none'})`);
+    t.same(
+      readdirSync(out).filter((n) => n !== '.walkeeper-prefetch'),
+      ['RECOVERYXLOG'],
+      'nothing else next to %p',
+    );
   });
 
   t.test('a file that does not exist: 1, one line, nothing written', async (t) => {
