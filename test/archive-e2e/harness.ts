@@ -290,7 +290,10 @@ export async function pgbenchUntil(primary: PgCluster, target: Lsn, tx: number, 
 /** Wait until every safekeeper's backup_lsn reaches `lsn`. */
 export async function waitBackup(sks: ArchivingSafekeeper[], lsn: Lsn, timeoutMs = 60_000): Promise<void> {
   for (const sk of sks) {
-    await waitFor(`${sk.address}: backup_lsn to reach ${formatLsn(lsn)}`, () => sk.status().then((s) => parseLsn(s.backup_lsn)), (b) => b >= lsn, timeoutMs, 200);
+    let last: TimelineStatus | undefined;
+    await waitFor(`${sk.address}: backup_lsn to reach ${formatLsn(lsn)}`, () => sk.status().then((s) => (last = s)), (s) => parseLsn(s.backup_lsn) >= lsn, timeoutMs, 200).catch((err: Error) => {
+      throw new Error(`${err.message}; last status: backup_lsn ${last?.backup_lsn}, local_start_lsn ${last?.local_start_lsn}, archive ${JSON.stringify(last?.archive)}`);
+    });
   }
 }
 
