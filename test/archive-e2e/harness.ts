@@ -15,6 +15,7 @@ import { startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daem
 import { chownToPg, freePort, pgTempDir, runPgOk, startCluster, type PgCluster } from '../helpers/pg.js';
 import { waitFor } from '../helpers/support.js';
 import { ProposerProc, Safekeeper } from '../proposer-e2e/harness.js';
+import { metrics, metricValue, status, type TimelineStatus } from '../archive/daemon-helpers.js';
 
 export { TENANT, TIMELINE };
 export const SEG = 1 << 20;
@@ -106,27 +107,6 @@ export async function compareArchive(storage: RemoteStorage, primary: PgCluster,
 
 // ---------------------------------------------------------------- safekeepers
 
-export interface TimelineStatus {
-  flush_lsn: string;
-  commit_lsn: string;
-  local_start_lsn: string;
-  backup_lsn: string;
-  disk_usage_bytes: number;
-  segments_removed: number;
-  local_wal: { segments: number; bytes: number; first_segment: string | null; last_segment: string | null };
-  archive: null | {
-    location: string;
-    lag_bytes: number;
-    segments_uploaded: number;
-    segments_already_present: number;
-    segments_removed: number;
-    upload_errors: number;
-    last_error: string | null;
-    conflicts: string[];
-  };
-  [k: string]: unknown;
-}
-
 /** A safekeeper of the quorum harness, started with archive flags, keeping its log lines across restarts. */
 export class ArchivingSafekeeper extends Safekeeper {
   /** Log lines of the runs that ended, in order. */
@@ -177,19 +157,14 @@ export class ArchivingSafekeeper extends Safekeeper {
   }
 
   async status(): Promise<TimelineStatus> {
-    const res = await fetch(`http://127.0.0.1:${this.httpPort}/v1/tenant/${TENANT}/timeline/${TIMELINE}`, { signal: AbortSignal.timeout(5000) });
-    if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
-    return (await res.json()) as TimelineStatus;
+    if (!this.proc) throw new Error(`${this.address} is down`);
+    return status(this.proc);
   }
 
   /** The value of a metric for this timeline (NaN when absent). */
   async metric(name: string): Promise<number> {
-    const res = await fetch(`http://127.0.0.1:${this.httpPort}/metrics`, { signal: AbortSignal.timeout(5000) });
-    for (const line of (await res.text()).split('\n')) {
-      if (!line.startsWith(name + '{') || !line.includes(`timeline_id="${TIMELINE}"`) || !line.includes(`tenant_id="${TENANT}"`)) continue;
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-    return NaN;
+    if (!this.proc) throw new Error(`${this.address} is down`);
+    return metricValue(await metrics(this.proc), name) ?? NaN;
   }
 
   /** Segment numbers of the segment files (complete or .partial) in the timeline directory. */
