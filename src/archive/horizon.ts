@@ -3,8 +3,11 @@
 //   * backup_lsn, when there is an archive (it holds everything below);
 //   * restart_lsn (WAL every safekeeper has), when there is none;
 //   * flush_lsn − --wal-keep-size (retention operators set for readers);
+//   * the start of the segment holding min(commit_lsn, flush_lsn): the end of
+//     WAL a greeting reports is found by scanning from there (§10), so that
+//     segment always stays;
 // and, with --wal-keep-time, when it was completed at least that long ago.
-import type { Lsn } from '../lsn.js';
+import { segmentFloor, type Lsn } from '../lsn.js';
 
 export interface HorizonInputs {
   /** Where the archive's contiguous prefix ends; null without an archive. */
@@ -13,6 +16,9 @@ export interface HorizonInputs {
   restartLsn: Lsn;
   /** End of the WAL durable here. */
   flushLsn: Lsn;
+  /** The commit position (the acceptor state's). */
+  commitLsn: Lsn;
+  walSegSize: number;
   /** --wal-keep-size in bytes. */
   keepSize: number;
 }
@@ -30,7 +36,8 @@ export function removalHorizon(i: HorizonInputs): Lsn {
   let h = i.flushLsn > keep ? i.flushLsn - keep : 0n;
   const peerOrArchive = i.archivedBelow ?? i.restartLsn;
   if (peerOrArchive < h) h = peerOrArchive;
-  return h;
+  const kept = segmentFloor(i.commitLsn < i.flushLsn ? i.commitLsn : i.flushLsn, i.walSegSize);
+  return kept < h ? kept : h;
 }
 
 /** Whether a segment completed at `completedAt` (ms) is old enough for --wal-keep-time. */

@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import { formatLsn, segmentFileName, segmentStart, type Lsn } from '../lsn.js';
 import { completeSegments, directoryBytes, removeSegmentsOldestFirst } from '../storage/wal-removal.js';
 import type { TimelineRegistry } from '../timeline/registry.js';
+import { walFootprint } from '../timeline/lifecycle-state.js';
 import type { Timeline } from '../timeline/timeline.js';
 import { pastKeepTime, removalHorizon, type RetentionSettings } from './horizon.js';
 import { objectKey } from './object-format.js';
@@ -24,7 +25,7 @@ export interface WalLifecycleOptions extends RetentionSettings {
   verifyIntervalMs: number;
   log: Logger;
   noSync?: boolean;
-  /** How often the timelines are looked at (default 250 ms). */
+  /** How often the timelines are looked at (default 500 ms; a finished upload hands out the next at once). */
   tickMs?: number;
   now?: () => number;
 }
@@ -41,7 +42,7 @@ export class WalLifecycle {
 
   start(): void {
     this.tick();
-    this.timer = setInterval(() => this.tick(), this.opts.tickMs ?? 250);
+    this.timer = setInterval(() => this.tick(), this.opts.tickMs ?? 500);
     this.timer.unref();
   }
 
@@ -90,20 +91,27 @@ export class WalLifecycle {
   /** Remove the local segments below the horizon, oldest first, moving the local start first. */
   private removeOldSegments(tl: Timeline, archivedBelow: Lsn | null): void {
     const segSize = tl.walSegSize;
-    if (segSize === null || !tl.onDisk) return;
+    if (segSize === null || !tl.onDisk || tl.localStartLsn === null) return;
+    // At the disk cap (the next segment would not fit) retention for readers yields:
+    // otherwise a cap at or below --wal-keep-size would stop appends for good.
+    const atCap = tl.maxDiskUsage > 0 && walFootprint(tl.localStartLsn, tl.syncedLsn, segSize) + segSize > tl.maxDiskUsage;
     const horizon = removalHorizon({
       archivedBelow,
       restartLsn: tl.acceptor.state.restartLsn,
       flushLsn: tl.syncedLsn,
-      keepSize: this.opts.keepSize,
+      commitLsn: tl.commitLsn,
+      walSegSize: segSize,
+      keepSize: atCap ? 0 : this.opts.keepSize,
     });
-    if (tl.localStartLsn === null || tl.localStartLsn + BigInt(segSize) > horizon) return;
+    if (tl.localStartLsn + BigInt(segSize) > horizon) return;
     const now = this.now();
+    const keepTimeMs = atCap ? 0 : this.opts.keepTimeMs;
     const doomed = [];
     for (const s of completeSegments(tl.dir, segSize)) {
-      if (segmentStart(s.segno + 1n, segSize) > horizon || !pastKeepTime(s.completedAt, this.opts.keepTimeMs, now)) break;
+      if (segmentStart(s.segno + 1n, segSize) > horizon || !pastKeepTime(s.completedAt, keepTimeMs, now)) break;
       doomed.push(s);
     }
+    if (atCap && doomed.length > 0) tl.log.warn({ segments: doomed.length }, 'at the disk cap: WAL kept only for readers (--wal-keep-size, --wal-keep-time) is removed');
     if (doomed.length === 0) return;
     const removed = removeSegmentsOldestFirst(
       tl.dir,

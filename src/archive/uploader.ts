@@ -60,6 +60,12 @@ export class TimelineUploader {
   private segSize: number | null = null;
   /** Next segment to hand out. */
   private next = 0n;
+  /**
+   * End of the contiguous prefix known archived, or where the archive starts
+   * before anything is: the timeline's backup_lsn follows it once a segment
+   * is confirmed archived (until then backup_lsn says 0/0).
+   */
+  private cursor = 0n;
   private readonly inflight = new Set<Promise<void>>();
   private readonly busy = new Set<bigint>();
   /** Finished above the contiguous prefix. */
@@ -89,7 +95,7 @@ export class TimelineUploader {
 
   /** Where removal may go: backup_lsn, or the first conflicting segment if lower (its local copy is kept). */
   get removableBelow(): Lsn {
-    let h = this.tl.backupLsn;
+    let h = this.tl.backupLsn; // 0 until something is archived: nothing removable yet
     if (this.segSize !== null) for (const segno of this.conflicting.keys()) if (segmentStart(segno, this.segSize) < h) h = segmentStart(segno, this.segSize);
     return h;
   }
@@ -101,7 +107,9 @@ export class TimelineUploader {
     const segSize = this.segSize!;
     const now = this.now();
     this.persistBackupLsn(now, false);
-    if (now >= this.retryAt && this.retry.size > 0) {
+    // After a failure nothing new starts before the backoff is over: an unreachable archive is tried at its pace.
+    const backingOff = now < this.retryAt;
+    if (!backingOff && this.retry.size > 0) {
       for (const segno of [...this.retry].sort((a, b) => (a < b ? -1 : 1))) {
         if (this.inflight.size >= this.opts.uploads) break;
         this.retry.delete(segno);
@@ -109,7 +117,7 @@ export class TimelineUploader {
       }
     }
     const limit = this.tl.commitLsn < this.tl.syncedLsn ? this.tl.commitLsn : this.tl.syncedLsn;
-    if (this.inflight.size < this.opts.uploads && segmentStart(this.next + 1n, segSize) <= limit) {
+    if (!backingOff && this.inflight.size < this.opts.uploads && segmentStart(this.next + 1n, segSize) <= limit) {
       const complete = this.completeFiles();
       while (this.inflight.size < this.opts.uploads && segmentStart(this.next + 1n, segSize) <= limit && complete.has(this.next)) {
         this.startSegment(this.next);
@@ -147,19 +155,22 @@ export class TimelineUploader {
     const localStart = this.tl.localStartLsn;
     if (segSize === null || localStart === null) return false;
     this.segSize = segSize;
-    if (this.tl.backupLsn < localStart) {
-      // Segments below the local start were removed only once archived (or never were WAL of this timeline).
-      if (this.tl.backupLsn > 0n) this.opts.log.info({ backupLsn: formatLsn(this.tl.backupLsn), localStart: formatLsn(localStart) }, 'backup_lsn raised to the start of the local WAL');
-      this.tl.backupLsn = localStart;
-      if (this.tl.persistedBackupLsn === 0n && !this.startsWholeSegment(localStart)) {
+    this.cursor = this.tl.backupLsn;
+    if (this.cursor < localStart) {
+      this.cursor = localStart;
+      if (this.tl.backupLsn > 0n) {
+        // Segments below the local start were removed only once archived.
+        this.opts.log.info({ backupLsn: formatLsn(this.tl.backupLsn), localStart: formatLsn(localStart) }, 'backup_lsn raised to the start of the local WAL');
+        this.tl.backupLsn = localStart;
+      } else if (!this.startsWholeSegment(localStart)) {
         // A timeline that began mid-segment holds that segment only from its start on:
         // the bytes before are zeros here, not PostgreSQL's, so the archive starts at the next one.
-        this.tl.backupLsn = localStart + BigInt(segSize);
-        this.progress.startLsn = this.tl.backupLsn;
-        this.opts.log.warn({ segment: formatLsn(localStart), archiveStart: formatLsn(this.tl.backupLsn) }, 'the timeline began mid-segment: the archive starts at its first whole segment');
+        this.cursor = localStart + BigInt(segSize);
+        this.progress.startLsn = this.cursor;
+        this.opts.log.warn({ segment: formatLsn(localStart), archiveStart: formatLsn(this.cursor) }, 'the timeline began mid-segment: the archive starts at its first whole segment');
       }
     }
-    this.next = segmentNumber(this.tl.backupLsn, segSize);
+    this.next = segmentNumber(this.cursor, segSize);
     return true;
   }
 
@@ -248,9 +259,13 @@ export class TimelineUploader {
 
   /** Move backup_lsn over the finished contiguous prefix. */
   private advance(): void {
-    let segno = segmentNumber(this.tl.backupLsn, this.segSize!);
+    const from = segmentNumber(this.cursor, this.segSize!);
+    let segno = from;
     while (this.done.delete(segno)) segno++;
-    this.tl.backupLsn = segmentStart(segno, this.segSize!);
+    if (segno === from) return;
+    this.cursor = segmentStart(segno, this.segSize!);
+    // Only archived segments move backup_lsn (it says 0/0 until the first one is).
+    if (this.cursor > this.tl.backupLsn) this.tl.backupLsn = this.cursor;
   }
 
   private persistBackupLsn(now: number, force: boolean): void {
@@ -318,7 +333,7 @@ export class TimelineUploader {
   private async verifyArchived(): Promise<void> {
     this.historyArchived.clear();
     const segSize = this.segSize!;
-    const below = segmentNumber(this.tl.backupLsn, segSize);
+    const below = segmentNumber(this.cursor, segSize);
     const files = [...this.completeFiles()].filter(([segno]) => segno < below || this.conflicting.has(segno)).sort(([a], [b]) => (a < b ? -1 : 1));
     for (const [segno, name] of files) {
       if (this.stopped) return;
@@ -337,7 +352,7 @@ export class TimelineUploader {
         this.progress.conflicts.delete(name);
         if (segno >= below) {
           this.done.add(segno);
-          this.advance();
+                this.advance();
         }
       }
     }

@@ -50,6 +50,10 @@ export class TimelineWalSource implements WalSource {
   private readonly fileReaders = new Set<SegmentFileReader>();
 
   constructor(readonly timeline: ServedTimeline) {
+    this.oneShot = this.withArchive({
+      read: (at: Lsn, into: Uint8Array) => readSegmentFile(this.timeline.dir, this.walSegSize, [this.pgTimeline], at, into),
+      close() {},
+    });
     this.readers = new ReaderRegistry((hs) => {
       timeline.hsFeedback = hs;
     });
@@ -105,9 +109,11 @@ export class TimelineWalSource implements WalSource {
     this.commit.set(this.commitLsn());
   }
 
+  /** read() without a kept-open file: one segment file read per call, the archive behind it. */
+  private readonly oneShot: WalReader;
+
   read(lsn: Lsn, buf: Uint8Array): number | Promise<number> {
-    const local = { read: (at: Lsn, into: Uint8Array) => readSegmentFile(this.timeline.dir, this.walSegSize, [this.pgTimeline], at, into), close() {} };
-    return this.withArchive(local).read(lsn, buf);
+    return this.oneShot.read(lsn, buf);
   }
 
   openReader(): WalReader {

@@ -103,7 +103,11 @@ export class Timeline {
       groupCommit: this.groupCommit,
       stats: this.stats,
       currentState: () => this.acceptor.state,
-      onTruncated: (lsn) => this.listeners.truncated(lsn),
+      onTruncated: (lsn) => {
+        // WAL rewritten below the local start (never by a correct proposer): find it again from the files.
+        if (this.localStartLsn !== null && lsn < this.localStartLsn) this.localStartLsn = null;
+        this.listeners.truncated(lsn);
+      },
       onFailed: (err) => {
         this.log.error({ err: err.message, code: (err as NodeJS.ErrnoException).code }, 'timeline failed: WAL is suspect, no more acknowledgements until restart');
         this.listeners.failed(err);

@@ -13,6 +13,8 @@ import {
   connectPusher,
   heartbeat,
   lsnText,
+  metrics,
+  metricValue,
   MiB,
   pushRange,
   segName,
@@ -83,6 +85,10 @@ t.test('disk cap with a stalled archive, then recovery when it returns', async (
   const stalled = await waitStatus(d, 'upload errors reported', (s) => (s.archive?.upload_errors ?? 0) > 0);
   t.ok(stalled.archive?.last_error, 'the last error is shown');
   t.equal(stalled.segments_removed, 0, 'nothing removed while nothing is archived');
+  t.equal(stalled.backup_lsn, '0/0', 'backup_lsn 0/0: nothing archived yet');
+  const m = await metrics(d);
+  t.ok((metricValue(m, 'walkeeper_archive_upload_errors_total') ?? 0) > 0, 'upload errors counted in the metrics');
+  t.ok((metricValue(m, 'walkeeper_archive_lag_bytes') ?? 0) > 0, 'archive lag in the metrics');
   t.ok(stalled.disk_usage_bytes >= 4 * (1 << 20), 'disk usage shown');
 
   // The archive returns: the backlog uploads, space is reclaimed, appends go on.
@@ -100,4 +106,32 @@ t.test('disk cap with a stalled archive, then recovery when it returns', async (
   for (let segno = 1n; segno <= 7n; segno++) t.same(await archivedFile(storage, segName(segno)), sourceSegment(wal, segno), `segment ${segno} archived`);
   await until('the status still answers', async () => (await status(d)).flush_lsn === lsnText(wal.endLsn), 5000);
   p2.client.close();
+});
+
+t.test('at the cap, WAL kept only for readers yields (a cap below --wal-keep-size does not stop appends for good)', async (t) => {
+  const d = await startDaemon(t, {
+    dataDir: tempDir(t, 'wk-cap-keep-'),
+    noSync: true,
+    args: ['--max-timeline-disk-usage', '4MB', '--wal-keep-size', '64MB'],
+  });
+  const wal = synthWal(7, 13);
+  // No archive; restart_lsn at the end: only --wal-keep-size holds WAL back.
+  let p = await connectPusher(d, wal);
+  let refusals = 0;
+  while (p.acked < wal.endLsn) {
+    try {
+      // A new timeline greets with flush_lsn 0: its WAL starts at the WAL's start.
+      await pushRange(p, wal, { from: p.acked === 0n ? wal.startLsn : p.acked, to: wal.endLsn, restart: wal.endLsn });
+    } catch (err) {
+      if (!(err instanceof PushError) || err.code !== '53100' || ++refusals > 200) throw err;
+      p.client.close();
+      await new Promise((r) => setTimeout(r, 100));
+      p = await connectPusher(d, wal);
+    }
+  }
+  t.equal(p.acked, wal.endLsn, `all WAL accepted (${refusals} refusals on the way)`);
+  const s = await waitStatus(d, 'old segments removed', (s) => s.segments_removed > 0);
+  t.ok(s.disk_usage_bytes <= 6 * (1 << 20), `disk usage ${s.disk_usage_bytes} stays near the cap`);
+  t.ok(d.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('at the disk cap')), 'logged');
+  p.client.close();
 });

@@ -9,12 +9,17 @@ import { startDaemon, tempDir } from '../daemon/helpers.js';
 import { connectPusher, heartbeat, lsnText, metrics, metricValue, MiB, pushRange, segName, synthWal, timelineDir, waitStatus } from './daemon-helpers.js';
 
 t.test('removalHorizon: the lowest of the terms', (t) => {
-  const base = { restartLsn: 10n * MiB, flushLsn: 20n * MiB, keepSize: 4 * (1 << 20) };
+  const base = { restartLsn: 10n * MiB, flushLsn: 20n * MiB, commitLsn: 20n * MiB, walSegSize: 1 << 20, keepSize: 4 * (1 << 20) };
   t.equal(removalHorizon({ ...base, archivedBelow: 5n * MiB }), 5n * MiB, 'backup_lsn');
   t.equal(removalHorizon({ ...base, archivedBelow: null }), 10n * MiB, 'restart_lsn without an archive');
   t.equal(removalHorizon({ ...base, archivedBelow: 30n * MiB, restartLsn: 0n }), 16n * MiB, 'with an archive restart_lsn does not hold WAL back');
   t.equal(removalHorizon({ ...base, archivedBelow: null, restartLsn: 19n * MiB }), 16n * MiB, 'wal-keep-size below flush_lsn');
   t.equal(removalHorizon({ ...base, archivedBelow: null, restartLsn: 0n }), 0n, 'no restart_lsn yet: nothing');
+  t.equal(
+    removalHorizon({ ...base, archivedBelow: null, restartLsn: 30n * MiB, keepSize: 0, commitLsn: 12n * MiB + 5n }),
+    12n * MiB,
+    'the segment holding commit_lsn stays (the end-of-WAL scan starts there)',
+  );
   t.end();
 });
 

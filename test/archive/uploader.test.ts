@@ -94,24 +94,26 @@ t.test('parallel uploads up to the limit; backup_lsn over the contiguous prefix;
   up.tick();
   await until('three uploads waiting', () => store.pending.length === 3, 10_000, 10);
   t.equal(store.maxConcurrent, 3, 'no more than --archive-uploads in flight');
-  t.equal(tl.backupLsn, MiB, 'starts at the local start');
+  t.equal(tl.backupLsn, 0n, 'backup_lsn 0/0 while nothing is archived');
 
   // Segment 3 finishes first: backup_lsn must not jump over 1 and 2.
   store.take(segmentFileName(1, 3n, SEG)).release();
   await until('segment 4 handed out in the freed slot', () => store.pending.some((p) => p.key.endsWith(segmentFileName(1, 4n, SEG))), 10_000, 10);
-  t.equal(tl.backupLsn, MiB, 'out-of-order completion waits for the prefix');
+  t.equal(tl.backupLsn, 0n, 'out-of-order completion waits for the prefix');
 
   // Segment 1 fails (transient): counted, retried after the backoff.
   store.take(segmentFileName(1, 1n, SEG)).release(new RemoteStorageError('connection reset', true));
   await until('the failure counted', () => tl.archive.uploadErrors === 1, 10_000, 10);
   t.match(tl.archive.lastError, /connection reset/);
   store.take(segmentFileName(1, 2n, SEG)).release();
-  await until('segment 5 handed out', () => store.pending.some((p) => p.key.endsWith(segmentFileName(1, 5n, SEG))), 10_000, 10);
-  t.equal(tl.backupLsn, MiB, 'still waiting for segment 1');
+  await until('segment 2 archived', () => tl.archive.segmentsUploaded === 2, 10_000, 10);
+  up.tick();
+  t.equal(tl.backupLsn, 0n, 'still waiting for segment 1');
   t.notOk(store.pending.some((p) => p.key.endsWith(segmentFileName(1, 1n, SEG))), 'not retried before its backoff');
+  t.notOk(store.pending.some((p) => p.key.endsWith(segmentFileName(1, 5n, SEG))), 'nothing new started during the backoff');
   now += 100;
   up.tick();
-  await until('segment 1 retried', () => store.pending.some((p) => p.key.endsWith(segmentFileName(1, 1n, SEG))), 10_000, 10);
+  await until('segment 1 retried and 5 handed out', () => ['1', '5'].every((n) => store.pending.some((p) => p.key.endsWith(segmentFileName(1, BigInt(n), SEG)))), 10_000, 10);
   store.take(segmentFileName(1, 1n, SEG)).release();
   await until('backup_lsn over 1..3', () => tl.backupLsn === 4n * MiB, 10_000, 10);
   store.take(segmentFileName(1, 4n, SEG)).release();
@@ -120,12 +122,12 @@ t.test('parallel uploads up to the limit; backup_lsn over the contiguous prefix;
   t.equal(tl.archive.segmentsUploaded, 5);
 
   // Persisted at most once per persistEveryMs, and at stop.
-  t.same(tl.persists, [MiB], 'only the start was written: the clock has not moved a second since');
+  t.same(tl.persists, [4n * MiB], 'written when the prefix first moved; not again within a second');
   now += 1000;
   up.tick();
-  t.same(tl.persists, [MiB, 6n * MiB], 'one write covers all five segments');
+  t.same(tl.persists, [4n * MiB, 6n * MiB], 'one write covers segments 4 and 5');
   await up.stop();
-  t.same(tl.persists, [MiB, 6n * MiB], 'nothing new to write at stop');
+  t.same(tl.persists, [4n * MiB, 6n * MiB], 'nothing new to write at stop');
 });
 
 t.test('a timeline that began mid-segment starts its archive at the first whole segment', async (t) => {
