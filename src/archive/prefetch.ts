@@ -1,10 +1,10 @@
 // The prefetch worker of `walkeeper restore-wal` (see spool.ts): a detached
 // process that fills the spool with the segments after the one just
 // delivered.
-import { mkdirSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileDurably } from '../storage/fsutil.js';
-import { declaredSegmentSize } from '../wal/verify-segment.js';
+import { declaredSegmentSize, walFileKind } from '../wal/verify-segment.js';
 import { fetchWalFile, type WalFileSource } from './fetch.js';
 import { followingSegments, LOCK, pidAlive, readDelivered, readLock, TEMP_MARK } from './spool.js';
 
@@ -30,7 +30,7 @@ const POLL_MS = 25;
  * spool, in order of need, `parallel` at a time. One try each; it stops at
  * the first segment that is missing or fails (the foreground call will
  * retry it and report properly), when the marker moves to another timeline
- * or backwards, and after IDLE_MS without progress. Only one worker per spool runs.
+ * or backwards, and after IDLE_MS without progress (emptying the spool). Only one worker per spool runs.
  */
 export async function runPrefetchWorker(work: PrefetchWork): Promise<number> {
   mkdirSync(work.spool, { recursive: true, mode: 0o700 });
@@ -57,7 +57,12 @@ export async function runPrefetchWorker(work: PrefetchWork): Promise<number> {
       const present = new Set(readdirSync(work.spool));
       const todo = followingSegments(after, work.walSegSize, work.depth).filter((n) => !present.has(n));
       if (todo.length === 0) {
-        if (Date.now() - idleSince > IDLE_MS) break;
+        if (Date.now() - idleSince > IDLE_MS) {
+          // PostgreSQL has stopped asking (recovery ended, or a standby waits for
+          // WAL not archived yet): leave no segments behind in its pg_wal.
+          for (const n of present) if (walFileKind(n) === 'segment') rmSync(join(work.spool, n), { force: true });
+          break;
+        }
         await new Promise((resolve) => setTimeout(resolve, POLL_MS));
         continue;
       }

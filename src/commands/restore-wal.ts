@@ -207,9 +207,7 @@ async function restore(args: RestoreWalArgs, argv: readonly string[]): Promise<n
     }
     return 0;
   }
-  const spooled = kind === 'segment' && args.prefetch > 0;
-  if (spooled) await awaitWorker(spool, args.file);
-  let walSegSize = spooled ? takeFromSpool(spool, args.file, args.path) : null;
+  let walSegSize = kind === 'segment' && args.prefetch > 0 ? await fromSpool(spool, args.file, args.path) : null;
   if (walSegSize === null) {
     const { FetchFailure, fetchWalFile } = await import('../archive/fetch.js');
     const { sources, storage } = await openSources(args);
@@ -231,8 +229,24 @@ async function restore(args: RestoreWalArgs, argv: readonly string[]): Promise<n
       await storage?.close();
     }
   }
-  if (args.prefetch > 0) keepSpoolFilled(args, argv, spool, walSegSize);
+  if (args.prefetch > 0) {
+    try {
+      keepSpoolFilled(args, argv, spool, walSegSize);
+    } catch {
+      /* prefetch only saves time: the file is delivered, and the next call fetches on its own */
+    }
+  }
   return 0;
+}
+
+/** The segment from the spool (its size), or null to fetch it: a spool that cannot be used is no error. */
+async function fromSpool(spool: string, name: string, path: string): Promise<number | null> {
+  try {
+    await awaitWorker(spool, name);
+    return takeFromSpool(spool, name, path);
+  } catch {
+    return null;
+  }
 }
 
 /** The command: every failure is one line on stderr and an exit code from the table above. */

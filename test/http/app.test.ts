@@ -252,6 +252,7 @@ t.test('OpenAPI document: every route the app serves, with its schemas', async (
     'get /openapi.json',
     'get /v1/status',
     'get /v1/tenant/{tenant_id}/timeline/{timeline_id}',
+    'get /v1/tenant/{tenant_id}/timeline/{timeline_id}/file/{name}',
     'get /v1/tenant/{tenant_id}/timeline/{timeline_id}/wal',
     'get /v1/timelines',
   ]);

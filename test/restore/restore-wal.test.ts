@@ -80,7 +80,7 @@ t.test('restore-wal exit codes', async (t) => {
     t.equal(first.code, 0, first.stderr);
     t.notOk(existsSync(stray), "other timelines' spools are removed");
     await until('the worker spools segments 1 and 2', () => existsSync(join(spool, seg(1).name)) && existsSync(join(spool, seg(2).name)), 30_000, 50);
-    await until('the worker is done', () => !existsSync(join(spool, 'worker.pid')), 30_000, 50);
+    await until('both are complete', () => !readdirSync(spool).some((n) => n.includes('.tmp-')), 30_000, 50);
     t.ok(readFileSync(join(spool, seg(1).name)).equals(seg(1).bytes), 'the spooled segment is the archived one');
 
     // Damage the spooled copy of segment 2 (wrong first page): it must be dropped and fetched again.
@@ -95,14 +95,36 @@ t.test('restore-wal exit codes', async (t) => {
     const third = await run(seg(2).name);
     t.equal(third.code, 0, third.stderr);
     t.ok(readFileSync(target).equals(seg(2).bytes), 'a spool file that does not check out is ignored: segment 2 fetched again');
+    t.ok(readdirSync(spool).filter((n) => /^[0-9A-F]{24}$/.test(n)).length <= 2, 'the spool holds at most --prefetch segments');
+    // Nobody asks for more: the worker gives up after 10 s and empties the spool.
     await until('no worker left', () => !existsSync(join(spool, 'worker.pid')), 30_000, 50);
-    const left = readdirSync(spool).filter((n) => n !== 'worker.pid' && n !== 'delivered');
-    t.ok(left.length <= 2, `the spool holds at most --prefetch segments (${left.join(', ') || 'none'})`);
+    t.same(readdirSync(spool).filter((n) => /^[0-9A-F]{24}/.test(n)), [], 'no segment is left in the spool once PostgreSQL stops asking');
     t.same(
       readdirSync(out).filter((n) => n !== '.walkeeper-prefetch'),
       ['RECOVERYXLOG'],
       'nothing else next to %p',
     );
+  });
+
+  t.test('a worker that is not asked for more empties the spool', async (t) => {
+    const out = join(dir, 'pg_wal-idle');
+    mkdirSync(out);
+    const spool = join(out, '.walkeeper-prefetch', `${TENANT}-${TIMELINE}`);
+    const r = await runCli(['restore-wal', seg(0).name, join(out, 'RECOVERYXLOG'), '--tenant', TENANT, '--timeline', TIMELINE, '--prefetch', '1', ...fileArchive], { timeoutMs: 60_000 });
+    t.equal(r.code, 0, r.stderr);
+    await until('segment 1 is spooled', () => existsSync(join(spool, seg(1).name)), 30_000, 50);
+    await until('the worker exits', () => !existsSync(join(spool, 'worker.pid')), 30_000, 50);
+    t.same(readdirSync(spool).filter((n) => /^[0-9A-F]{24}/.test(n)), [], 'no segment left behind in pg_wal');
+  });
+
+  t.test('a spool that cannot be used costs only speed', async (t) => {
+    const out = join(dir, 'pg_wal-no-spool');
+    mkdirSync(out);
+    writeFileSync(join(out, '.walkeeper-prefetch'), 'not a directory');
+    const target = join(out, 'RECOVERYXLOG');
+    const r = await runCli(['restore-wal', seg(1).name, target, '--tenant', TENANT, '--timeline', TIMELINE, '--prefetch', '2', ...fileArchive], { timeoutMs: 60_000 });
+    t.equal(r.code, 0, r.stderr);
+    t.ok(readFileSync(target).equals(seg(1).bytes), 'delivered all the same');
   });
 
   t.test('a file that does not exist: 1, one line, nothing written', async (t) => {
