@@ -32,6 +32,7 @@ async function main(): Promise<void> {
   groups.push(['replication', replicationRows]);
   groups.push(['quorum', quorumRows]);
   groups.push(['archive', archiveRows]);
+  groups.push(['archive-ingest', (await import('./archive-ingest.js')).archiveIngestRows]);
 
   const rows: BenchRow[] = [];
   for (const [name, run] of groups) {
