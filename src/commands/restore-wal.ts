@@ -26,7 +26,8 @@ import { parseCommandLine, showHelp } from './options.js';
 
 /** The file does not exist in any source asked. */
 export const EXIT_MISSING = 1;
-export const EXIT_USAGE = 2;
+/** Above 125: a misconfigured restore_command stops recovery instead of looking like a missing file. */
+export const EXIT_USAGE = 129;
 /** A source could not answer (network, 5xx, timeout, refused token) after retries, or %p could not be written. */
 export const EXIT_UNAVAILABLE = 130;
 /** The only copies found were corrupt (checksum, size or page header). */

@@ -179,12 +179,12 @@ t.test('restore-wal exit codes', async (t) => {
     t.equal(archived.code, 0, 'the archive has it: the safekeeper is not needed');
   });
 
-  t.test('bad usage: exit 2 and one line', async (t) => {
+  t.test('bad usage: exit 129 (recovery stops) and one line', async (t) => {
     const r = await restore(seg(1).name, fileArchive, { ids: false });
-    t.equal(r.code, 2);
+    t.equal(r.code, 129);
     t.match(r.stderr, /^walkeeper restore-wal: .*--tenant/);
     const bad = await restore(seg(1).name, ['--tenant', TENANT, '--timeline', TIMELINE], { ids: false });
-    t.equal(bad.code, 2, 'no source given');
+    t.equal(bad.code, 129, 'no source given');
   });
 
   t.test('S3: delivered, missing, server down, back up', async (t) => {
