@@ -78,6 +78,27 @@ export function syncLeftoverWal(dir: string, walSegSize: number): void {
   fsyncDirSync(dir);
 }
 
+/**
+ * Give every `.partial` segment that the WAL has wholly passed (it ends at
+ * or below `walEnd`, the end of valid WAL found at load) its complete name,
+ * durably. A process that died after writing a segment's last byte but
+ * before renaming it would otherwise leave it `.partial` for good, and the
+ * archive, which takes complete segments only, would stop there. Run before
+ * the segments are opened. Returns the names given.
+ */
+export function completePassedSegments(dir: string, walSegSize: number, walEnd: Lsn, noSync: boolean): string[] {
+  // Where both names exist the `.partial` is the one read (wal/segment-files.ts), so it replaces the other.
+  const renamed: string[] = [];
+  for (const f of listSegmentFiles(dir, walSegSize)) {
+    if (!f.partial || segmentStart(f.segno + 1n, walSegSize) > walEnd) continue;
+    const name = f.file.slice(0, -PARTIAL.length);
+    renameSync(join(dir, f.file), join(dir, name));
+    renamed.push(name);
+  }
+  if (renamed.length > 0 && !noSync) fsyncDirSync(dir);
+  return renamed;
+}
+
 /** The files of one sync round: taken when it starts, released when its fdatasyncs end. */
 type SyncRound = OpenSegment[];
 

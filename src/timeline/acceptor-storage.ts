@@ -9,7 +9,7 @@ import { formatLsn, isValidWalSegSize, type Lsn } from '../lsn.js';
 import type { SafeKeeperInfo } from '../protocol/types.js';
 import { ControlFile } from '../storage/control.js';
 import { mkdirDurableSync } from '../storage/fsutil.js';
-import { syncLeftoverWal, WalSegments } from '../storage/segments.js';
+import { completePassedSegments, syncLeftoverWal, WalSegments } from '../storage/segments.js';
 import type { GroupCommit } from './group-commit.js';
 
 export class TimelineFailedError extends Error {
@@ -132,6 +132,13 @@ export class TimelineStorage implements AcceptorStorage {
     const state = this.persisted;
     if (this.opts.noSync || !this.onDisk || !state || !isValidWalSegSize(state.server.walSegSize)) return;
     syncLeftoverWal(this.opts.dir, state.server.walSegSize);
+  }
+
+  /** Load-time: complete names for `.partial` segments the WAL (ending at `walEnd`) has wholly passed. */
+  completePassedSegments(walEnd: Lsn): string[] {
+    const state = this.persisted;
+    if (!this.onDisk || !state || !isValidWalSegSize(state.server.walSegSize)) return [];
+    return completePassedSegments(this.opts.dir, state.server.walSegSize, walEnd, this.opts.noSync);
   }
 
   private walFiles(): WalSegments {

@@ -232,6 +232,8 @@ export class Timeline {
   async load(): Promise<Lsn> {
     this.storage.syncLeftoverWal();
     const end = await this.scanWalEnd();
+    const completed = this.storage.completePassedSegments(end);
+    if (completed.length > 0) this.log.info({ segments: completed }, 'segments the WAL has passed were still named .partial; renamed to complete');
     this.groupCommit.reset(end);
     this.findLocalStart();
     return end;
