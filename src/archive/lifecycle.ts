@@ -103,7 +103,8 @@ export class WalLifecycle {
       walSegSize: segSize,
       keepSize: atCap ? 0 : this.opts.keepSize,
     });
-    if (tl.localStartLsn + BigInt(segSize) > horizon) return;
+    // An end-of-WAL scan lists the files and then reads them: remove nothing under it.
+    if (tl.localStartLsn + BigInt(segSize) > horizon || tl.walScans > 0) return;
     const now = this.now();
     const keepTimeMs = atCap ? 0 : this.opts.keepTimeMs;
     const doomed = [];

@@ -62,6 +62,8 @@ export class Timeline {
    * segment before its file is removed, so readers go to the archive first.
    */
   localStartLsn: Lsn | null = null;
+  /** End-of-WAL scans running; old segments are not removed meanwhile. */
+  walScans = 0;
   /** End of the contiguous archived prefix, in memory (the control file's copy may lag: see archive/). */
   backupLsn: Lsn = 0n;
   /** Local segments removed since the daemon started. */
@@ -223,7 +225,13 @@ export class Timeline {
     const segSize = state && isValidWalSegSize(state.server.walSegSize) ? state.server.walSegSize : walSegSizeHint;
     this.lastScan = null;
     if (this.onDisk && segSize !== undefined && isValidWalSegSize(segSize)) {
-      this.lastScan = await findTimelineWalEnd(this.dir, { walSegSize: segSize, timeline: state?.server.timeline || undefined, commitLsn: state?.commitLsn ?? 0n });
+      // The scan lists the segment files, then reads them: no removal in between.
+      this.walScans++;
+      try {
+        this.lastScan = await findTimelineWalEnd(this.dir, { walSegSize: segSize, timeline: state?.server.timeline || undefined, commitLsn: state?.commitLsn ?? 0n });
+      } finally {
+        this.walScans--;
+      }
     }
     return this.lastScan?.endLsn ?? 0n;
   }
