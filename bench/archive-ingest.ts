@@ -206,6 +206,7 @@ function row(backend: string, r: IngestResult): BenchRow {
 }
 
 export async function archiveIngestRows(): Promise<BenchRow[]> {
+  if (process.env.WK_BENCH_ARCHIVE === '0') return [];
   const mb = Number(process.env.WK_BENCH_ARCHIVE_MB ?? 512);
   const { walDir, meta } = await cachedWal(mb);
   const rows: BenchRow[] = [];
