@@ -1,11 +1,11 @@
 // Running PostgreSQL 15 programs, shared by the tests and the benchmarks.
 // PostgreSQL refuses to run as root, so when we are root every PostgreSQL
 // program runs as the `postgres` system user, in directories that user owns.
-import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { chmodSync, chownSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** Where the PostgreSQL binaries are; WK_PG_BIN overrides. */
 export const PG_BIN = process.env.WK_PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -161,4 +161,33 @@ export function startPostgres(dataDir: string, port: number, logFile: string): {
     }
   })();
   return { child, exited, ready };
+}
+
+/**
+ * `restore_command` runs as the PostgreSQL user, so the Node binary and the
+ * checkout it runs from must be reachable by that user. When they are not
+ * (a checkout under a root-only directory), let that user traverse the
+ * directories on the way (o+x: no listing, no reading of other files).
+ * Left in place (test files run side by side and would race to undo it).
+ * Returns the directories changed; a no-op when not root or when reachable.
+ */
+export function letPgReach(paths: string[]): string[] {
+  const i = pgUser();
+  if (!i || paths.every((p) => spawnSyncAs(i, 'test', ['-r', p]) === 0)) return [];
+  const changed: string[] = [];
+  for (const p of paths) {
+    for (let dir = dirname(p); ; dir = dirname(dir)) {
+      const mode = statSync(dir).mode & 0o7777;
+      if ((mode & 0o001) === 0) {
+        chmodSync(dir, mode | 0o001);
+        changed.push(dir);
+      }
+      if (dir === dirname(dir)) break;
+    }
+  }
+  return changed;
+}
+
+function spawnSyncAs(ids: Ids, cmd: string, args: string[]): number | null {
+  return spawnSync(cmd, args, { uid: ids.uid, gid: ids.gid, stdio: 'ignore' }).status;
 }

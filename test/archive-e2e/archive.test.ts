@@ -19,6 +19,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { formatLsn, parseLsn } from '../../src/lsn.js';
 import { encodeObject, META_SHA256 } from '../../src/archive/object-format.js';
+import { letPgReach } from '../../support/pg-proc.js';
 import { BIN } from '../daemon/helpers.js';
 import { sleep, waitFor, xorshift32 } from '../helpers/support.js';
 import { makeSynchronous, reportedFlush } from '../proposer-e2e/harness.js';
@@ -156,6 +157,8 @@ t.test('WAL archived to S3 by three safekeepers: complete, byte-identical, bound
     // A mark from the middle of the load, chosen by the seed; its row recorded what was committed then.
     const mark = marks[Math.floor(marks.length / 4) + Math.floor(rnd() * Math.floor(marks.length / 2))];
     t.comment(`recovery_target_xid ${mark.xid} (mark ${mark.n} of ${marks.length})`);
+    const opened = letPgReach([process.execPath, BIN]);
+    if (opened.length > 0) t.comment(`let the PostgreSQL user traverse ${opened.join(', ')} (restore_command runs as that user)`);
     const restore = [
       process.execPath,
       BIN,

@@ -11,6 +11,7 @@ import { FsRemoteStorage } from '../../src/archive/fs-storage.js';
 import { openRemoteStorage } from '../../src/archive/open.js';
 import type { RemoteStorage } from '../../src/archive/remote-storage.js';
 import { S3_TEST_CREDENTIALS, S3TestServer } from '../../support/s3-server.js';
+import { letPgReach } from '../../support/pg-proc.js';
 import { BIN } from '../daemon/helpers.js';
 import { chownToPg, pgTempDir } from '../helpers/pg.js';
 import { fillArchiveFromDir } from './fill-archive.js';
@@ -25,6 +26,8 @@ const TARGET = 13;
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 async function recoverAndCheck(t: Test, src: PitrSource, archiveArgs: string[]): Promise<void> {
+  const opened = letPgReach([process.execPath, BIN]);
+  if (opened.length > 0) t.comment(`let the PostgreSQL user traverse ${opened.join(', ')} (restore_command runs as that user)`);
   const target = src.transactions[TARGET - 1];
   const command = [process.execPath, BIN, 'restore-wal', '%f', '%p', ...archiveArgs, '--tenant', TENANT, '--timeline', TIMELINE].map((a) => (a.startsWith('%') ? a : quote(a))).join(' ');
   const { cluster } = await recoverTo(t, copyBackup(src), command, target.xid);
