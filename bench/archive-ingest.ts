@@ -8,17 +8,15 @@
 // compares MB/s archived (bytes / time until backup_lsn reached the end)
 // with MB/s ingested (bytes / push time); the name carries the lag figures
 // (max during the push, at the end of the push) and the drain time.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { formatLsn, parseLsn, segmentFloor, type Lsn } from '../src/lsn.js';
-import { projectRoot } from '../src/hot/wasm.js';
 import { S3_TEST_CREDENTIALS, S3TestServer } from '../support/s3-server.js';
 import { chownToPg, freePort, runPgOk, startCluster } from '../test/helpers/pg.js';
 import { WalFeeder } from '../test/replication-e2e/feeder.js';
 import { mbPerSec, type BenchRow } from './lib.js';
+import { startSafekeeper } from './pg-local.js';
 
 const SEG = 16 << 20;
 const TENANT = 'a2c1'.repeat(8);
@@ -86,32 +84,11 @@ interface Daemon {
   stop(): Promise<void>;
 }
 
-/** `node bin/walkeeper.js run --no-sync` with the archive flags (the project's bin, also when this runs from dist/). */
+/** `walkeeper run --no-sync` with the archive flags (credentials from the S3 test server's, set above). */
 async function startWalkeeper(dataDir: string, archiveArgs: string[]): Promise<Daemon> {
   const pgPort = await freePort();
   const httpPort = await freePort();
-  const args = [join(projectRoot(), 'bin', 'walkeeper.js'), 'run', '-D', dataDir, '--listen-pg', `127.0.0.1:${pgPort}`, '--listen-http', `127.0.0.1:${httpPort}`, '--no-sync', ...archiveArgs];
-  const proc = spawn(process.execPath, args, {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ...S3_TEST_CREDENTIALS, WALKEEPER_LOG_FORMAT: 'json', WALKEEPER_LOG_LEVEL: 'warn' },
-  });
-  let err = '';
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`walkeeper exited during start-up: ${err}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = connect({ host: '127.0.0.1', port: pgPort }, () => {
-        c.destroy();
-        resolve(true);
-      });
-      c.on('error', () => resolve(false));
-    });
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error(`walkeeper did not start: ${err}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const proc = await startSafekeeper(dataDir, pgPort, httpPort, ['--no-sync', ...archiveArgs]);
   return {
     pgPort,
     async status() {
@@ -119,10 +96,7 @@ async function startWalkeeper(dataDir: string, archiveArgs: string[]): Promise<D
       if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
       return (await res.json()) as { commit_lsn: string; backup_lsn: string };
     },
-    async stop() {
-      if (proc.exitCode === null) proc.kill('SIGTERM');
-      await exited;
-    },
+    stop: () => proc.stop(),
   };
 }
 
