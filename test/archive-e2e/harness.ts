@@ -11,10 +11,10 @@ import { decodeObject, objectKey } from '../../src/archive/object-format.js';
 import { openRemoteStorage } from '../../src/archive/open.js';
 import type { RemoteStorage } from '../../src/archive/remote-storage.js';
 import { S3_TEST_CREDENTIALS, S3TestServer } from '../../support/s3-server.js';
-import { startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daemon/helpers.js';
-import { chownToPg, freePort, pgTempDir, runPgOk, startCluster, type PgCluster } from '../helpers/pg.js';
+import { startDaemon, TENANT, TIMELINE, type DaemonProc } from '../daemon/helpers.js';
+import { chownToPg, pgTempDir, runPgOk, startCluster, type PgCluster } from '../helpers/pg.js';
 import { waitFor } from '../helpers/support.js';
-import { ProposerProc, Safekeeper } from '../proposer-e2e/harness.js';
+import { ProposerProc, Safekeeper, startQuorum } from '../proposer-e2e/harness.js';
 import { metrics, metricValue, status, type TimelineStatus } from '../archive/daemon-helpers.js';
 
 export { TENANT, TIMELINE };
@@ -193,26 +193,10 @@ export interface LifecycleSetup {
  * each one's flags) and the proposer (not started).
  */
 export async function startLifecycle(t: Test, opts: { archive: Archive; skArgs?: (i: number) => string[] }): Promise<LifecycleSetup> {
-  const primary = await startCluster(t, {
-    walSegSizeMb: 1,
-    conf: { wal_keep_size: '2GB', max_wal_size: '2GB', checkpoint_timeout: '1h', autovacuum: 'off' },
+  const { primary, safekeepers, proposer } = await startQuorum(t, {
+    cluster: { conf: { autovacuum: 'off' } },
+    makeSafekeeper: (i: number, pgPort: number, httpPort: number, root: string) => new ArchivingSafekeeper(t, i, pgPort, httpPort, root, [...opts.archive.args, ...(opts.skArgs?.(i) ?? [])]),
   });
-  const root = tempDir(t, 'wk-lifecycle-');
-  const safekeepers: ArchivingSafekeeper[] = [];
-  for (let i = 0; i < 3; i++) {
-    safekeepers.push(new ArchivingSafekeeper(t, i, await freePort(), await freePort(), root, [...opts.archive.args, ...(opts.skArgs?.(i) ?? [])]));
-  }
-  await Promise.all(safekeepers.map((s) => s.start()));
-  const proposer = new ProposerProc(t, [
-    '--primary',
-    `host=127.0.0.1 port=${primary.port} user=postgres`,
-    '--safekeepers',
-    safekeepers.map((s) => s.address).join(','),
-    '--tenant',
-    TENANT,
-    '--timeline',
-    TIMELINE,
-  ]);
   return { primary, archive: opts.archive, safekeepers, proposer };
 }
 

@@ -171,15 +171,23 @@ export class ProposerProc {
 
 // ---------------------------------------------------------------- the whole setup
 
-export interface QuorumSetup {
+export interface QuorumSetup<S extends Safekeeper = Safekeeper> {
   primary: PgCluster;
-  safekeepers: Safekeeper[];
+  safekeepers: S[];
   proposer: ProposerProc;
   segSize: number;
   root: string;
 }
 
-export async function startQuorum(t: Test, opts: { proposerArgs?: string[]; cluster?: ClusterOptions; count?: number } = {}): Promise<QuorumSetup> {
+export interface QuorumOptions<S extends Safekeeper> {
+  proposerArgs?: string[];
+  cluster?: ClusterOptions;
+  count?: number;
+  /** A Safekeeper subclass for safekeeper `index` (default: a plain Safekeeper). */
+  makeSafekeeper?: (index: number, pgPort: number, httpPort: number, root: string) => S;
+}
+
+export async function startQuorum<S extends Safekeeper = Safekeeper>(t: Test, opts: QuorumOptions<S> = {}): Promise<QuorumSetup<S>> {
   const segSize = 1 << 20;
   const primary = await startCluster(t, {
     walSegSizeMb: 1,
@@ -187,8 +195,9 @@ export async function startQuorum(t: Test, opts: { proposerArgs?: string[]; clus
     conf: { wal_keep_size: '2GB', max_wal_size: '2GB', checkpoint_timeout: '1h', ...opts.cluster?.conf },
   });
   const root = tempDir(t, 'wk-quorum-');
-  const safekeepers: Safekeeper[] = [];
-  for (let i = 0; i < (opts.count ?? 3); i++) safekeepers.push(new Safekeeper(t, i, await freePort(), await freePort(), root));
+  const make = opts.makeSafekeeper ?? ((i, pgPort, httpPort, dir) => new Safekeeper(t, i, pgPort, httpPort, dir) as S);
+  const safekeepers: S[] = [];
+  for (let i = 0; i < (opts.count ?? 3); i++) safekeepers.push(make(i, await freePort(), await freePort(), root));
   await Promise.all(safekeepers.map((s) => s.start()));
   const proposer = new ProposerProc(t, [
     '--primary',
