@@ -15,6 +15,7 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { JwtVerifier } from '../auth/jwt.js';
 import type { Logger } from '../log.js';
+import type { PemPair } from '../tls/material.js';
 import { Metrics } from '../metrics/metrics.js';
 import { version } from '../version.js';
 import { httpAuth } from './auth.js';
@@ -40,13 +41,16 @@ export interface BuildOptions {
   auth?: JwtVerifier | null;
   /** The metrics registry to serve (a new one, without node sources, when absent). */
   metrics?: Metrics;
+  /** Serve HTTPS with this certificate and key (absent: plain HTTP). */
+  https?: PemPair;
 }
 
 export function build(opts: BuildOptions): FastifyInstance {
   const ajv = { customOptions: { removeAdditional: false as const, verbose: true } };
+  const https = opts.https ? { cert: opts.https.cert, key: opts.https.key } : null;
   const app: FastifyInstance = opts.log
-    ? (Fastify({ loggerInstance: opts.log.child({ component: 'http' }, { level: 'warn' }), ajv }) as unknown as FastifyInstance)
-    : Fastify({ logger: false, ajv });
+    ? (Fastify({ loggerInstance: opts.log.child({ component: 'http' }, { level: 'warn' }), ajv, https }) as unknown as FastifyInstance)
+    : (Fastify({ logger: false, ajv, https }) as unknown as FastifyInstance);
   const metrics = opts.metrics ?? new Metrics();
   const authEnabled = !!opts.auth;
 
