@@ -219,6 +219,7 @@ export async function runCommand(argv: string[]): Promise<number> {
         () => {
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
+          process.off('SIGHUP', onHangup);
           resolveExit(0);
         },
         (err) => {
@@ -227,7 +228,12 @@ export async function runCommand(argv: string[]): Promise<number> {
         },
       );
     };
+    const onHangup = (): void => {
+      log.info({ signal: 'SIGHUP' }, 'reloading keys and certificates');
+      daemon.reload();
+    };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', onHangup);
   });
 }

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { JwtVerifier } from '../auth/jwt.js';
 import { pgTokenAuth } from '../auth/pg.js';
-import { build, type NodeAdmin } from '../http/app.js';
+import { build, type NodeAdmin, type ReloadReport } from '../http/app.js';
 import { Metrics } from '../metrics/metrics.js';
 import { WalLifecycle } from '../archive/lifecycle.js';
 import { openRemoteStorage, type ArchiveSettings } from '../archive/open.js';
@@ -17,6 +17,8 @@ import { DataDirLock, LockHeldError } from '../storage/lock.js';
 import { newNodeId, nodeIdPath, readNodeId, writeNodeId } from '../storage/node-id.js';
 import { TimelineRegistry } from '../timeline/registry.js';
 import { TlsMaterial } from '../tls/material.js';
+import type { Server as TlsServer } from 'node:tls';
+import { reloadableKeys, reloadableTls, reloadAll, type Reloadable } from './reload.js';
 import { walPushCommands } from '../push/session.js';
 import { replicationCommands, timelineWalSource } from '../replication/daemon.js';
 import { version } from '../version.js';
@@ -207,6 +209,22 @@ export class Daemon {
     this.httpTls = httpTls ? load(httpTls, '--http-tls-cert/--http-tls-key') : this.pgTls;
   }
 
+  /**
+   * Re-read the auth public keys and the TLS pairs (SIGHUP, POST /v1/reload).
+   * Each is replaced only if its new files can be used.
+   */
+  reload(): ReloadReport {
+    const items: Reloadable[] = [];
+    const keys = this.auth && reloadableKeys(this.auth);
+    if (keys) items.push(keys);
+    const toHttps = (m: TlsMaterial) => () => {
+      if (this.http && this.httpTls === m) (this.http.server as unknown as TlsServer).setSecureContext(m.pem);
+    };
+    if (this.pgTls) items.push(reloadableTls('tls', this.pgTls, toHttps(this.pgTls)));
+    if (this.httpTls && this.httpTls !== this.pgTls) items.push(reloadableTls('http_tls', this.httpTls, toHttps(this.httpTls)));
+    return reloadAll(items, this.log);
+  }
+
   /** Start everything, or clean up and throw DaemonStartError (one line). */
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const d = new Daemon(opts);
@@ -273,6 +291,7 @@ export class Daemon {
         auth: this.auth ?? null,
         metrics: this.metrics,
         https: this.httpTls?.pem,
+        reload: () => this.reload(),
       });
       const want = this.opts.listenHttp;
       try {

@@ -6,6 +6,7 @@
 //   GET    /v1/status                                     open
 //   GET    /metrics                                       open
 //   GET    /openapi.json                                  open
+//   POST   /v1/reload                                     safekeeperdata
 //   GET    /v1/timelines                                  safekeeperdata
 //   GET    /v1/tenant/:tenant_id/timeline/:timeline_id    tenant
 //   DELETE /v1/tenant/:tenant_id/timeline/:timeline_id    tenant
@@ -24,12 +25,14 @@ import type { NodeAdmin } from './node.js';
 import { fileRoutes } from './routes/files.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
+import { reloadRoutes, type ReloadReport } from './routes/reload.js';
 import { statusRoutes, type StatusSource } from './routes/status.js';
 import { timelineRoutes } from './routes/timelines.js';
 import { walRoutes } from './routes/wal.js';
 
 export type { StatusSource } from './routes/status.js';
 export type { NodeAdmin } from './node.js';
+export type { ReloadItem, ReloadReport } from './routes/reload.js';
 
 export interface BuildOptions {
   status: () => StatusSource;
@@ -43,6 +46,8 @@ export interface BuildOptions {
   metrics?: Metrics;
   /** Serve HTTPS with this certificate and key (absent: plain HTTP). */
   https?: PemPair;
+  /** Re-read keys and certificates (POST /v1/reload); absent: the route is not served. */
+  reload?: () => ReloadReport;
 }
 
 export function build(opts: BuildOptions): FastifyInstance {
@@ -85,6 +90,7 @@ export function build(opts: BuildOptions): FastifyInstance {
   void app.register(statusRoutes, { status: opts.status, authEnabled });
   void app.register(metricsRoutes, { metrics });
   void app.register(openapiRoutes);
+  if (opts.reload) void app.register(reloadRoutes, { reload: opts.reload });
   if (opts.node) {
     void app.register(timelineRoutes, { node: opts.node, log: opts.log });
     void app.register(walRoutes, { node: opts.node });

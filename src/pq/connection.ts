@@ -169,7 +169,7 @@ export class ServerConnection {
     try {
       secure = await acceptTls(raw, context);
     } catch (err) {
-      this.log.info({ err: (err as Error).message }, 'TLS handshake failed');
+      this.log.info({ err: (err as Error).message.trim() }, 'TLS handshake failed');
       raw.destroy();
       this.markClosed(new ConnectionClosed('TLS handshake failed'));
       this.onClosed();
