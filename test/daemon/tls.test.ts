@@ -6,13 +6,14 @@
 // admin API serves HTTPS (curl --cacert) with the same pair or its own.
 import t from 'tap';
 import { execFile } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { pgTempDir, runPg } from '../helpers/pg.js';
 import { httpsJson, makeCa, makeServerCert, pqTlsConnect, sslAnswer } from '../helpers/tls.js';
 import { errorFields, RawClient } from '../pq/raw-client.js';
 import { runCli, startDaemon, tempDir } from './helpers.js';
 
 const dir = pgTempDir('wk-tls-');
-t.teardown(() => execFile('rm', ['-rf', dir]));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const ca = makeCa(dir);
 const server = makeServerCert(dir, ca, 'server');
 const otherCa = makeCa(dir, 'other-ca');
