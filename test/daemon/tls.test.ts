@@ -8,6 +8,7 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { pgTempDir, runPg } from '../helpers/pg.js';
+import { waitFor } from '../helpers/support.js';
 import { httpsJson, makeCa, makeServerCert, pqTlsConnect, sslAnswer } from '../helpers/tls.js';
 import { errorFields, RawClient } from '../pq/raw-client.js';
 import { runCli, startDaemon, tempDir } from './helpers.js';
@@ -64,6 +65,17 @@ t.test('with --tls-cert/--tls-key: TLS on the pq port, verify-full clients conne
   t.not(curlWrong.code, 0, 'curl with another CA refuses the server');
   const plainHttp = await run('curl', ['-sS', `http://localhost:${wk.httpPort}/v1/status`]);
   t.notMatch(plainHttp.stdout, 'listen_pg', 'no plain HTTP on the HTTPS port');
+
+  // Five TLS attempts so far: psql and Node with the CA, both with the wrong one, psql again.
+  // A client that leaves mid-handshake (Node closes before its Finished is out) counts as failed.
+  const handshakes = async () => {
+    const text = (await run('curl', ['-sS', '--cacert', ca.cert, `https://localhost:${wk.httpPort}/metrics`])).stdout;
+    const count = (result: string) =>
+      [...text.matchAll(new RegExp(`^walkeeper_pg_tls_handshakes_total\\{result="${result}",protocol="(TLSv1\\.[23])?"\\} (\\d+)$`, 'gm'))].reduce((n, m) => n + Number(m[2]), 0);
+    return { ok: count('ok'), failed: count('failed') };
+  };
+  const seen = await waitFor('every handshake to be counted', handshakes, (h) => h.ok + h.failed === 5, 10_000);
+  t.ok(seen.ok >= 2 && seen.failed >= 2, `handshakes counted by result and TLS version: ${JSON.stringify(seen)}`);
 });
 
 t.test('--tls-required: a plaintext start-up gets FATAL 28000, TLS start-ups are served', async (t) => {
