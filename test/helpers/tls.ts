@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { chownToPg } from './pg.js';
@@ -47,34 +47,31 @@ export function makeServerCert(dir: string, ca: CertFiles, name = 'server'): Cer
   return files(dir, name);
 }
 
-/** The one-byte answer to an SSLRequest on a fresh connection to `port` (closed afterwards). */
-export async function sslAnswer(port: number, code = 80877103): Promise<string> {
-  const s = netConnect({ port, host: '127.0.0.1' });
-  try {
-    await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
-    const b = Buffer.alloc(8);
-    b.writeInt32BE(8, 0);
-    b.writeInt32BE(code, 4);
-    s.write(b);
-    const d = await new Promise<Buffer>((resolve, reject) => s.once('data', resolve).once('error', reject).once('close', () => reject(new Error('closed before the answer'))));
-    return d.subarray(0, 1).toString('latin1');
-  } finally {
-    s.destroy();
-  }
-}
-
-/** Connect to the pq port and start TLS as libpq does, verifying the server against `ca` for `servername`. */
-export async function pqTlsConnect(port: number, ca: string, servername = 'localhost'): Promise<TLSSocket> {
+/** Connect to `port` and send an SSLRequest (or another 8-byte request `code`); the socket and the server's first bytes. */
+export async function sslRequested(port: number, code = 80877103): Promise<{ raw: Socket; answer: string }> {
   const raw = netConnect({ port, host: '127.0.0.1' });
   await new Promise<void>((resolve, reject) => raw.once('connect', resolve).once('error', reject));
   const b = Buffer.alloc(8);
   b.writeInt32BE(8, 0);
-  b.writeInt32BE(80877103, 4);
+  b.writeInt32BE(code, 4);
   raw.write(b);
-  const answer = await new Promise<Buffer>((resolve, reject) => raw.once('data', resolve).once('error', reject));
-  if (answer.toString('latin1') !== 'S') {
+  const answer = await new Promise<Buffer>((resolve, reject) => raw.once('data', resolve).once('error', reject).once('close', () => reject(new Error('closed before the answer'))));
+  return { raw, answer: answer.toString('latin1') };
+}
+
+/** The one-byte answer to an SSLRequest (or GSSENCRequest) on a fresh connection (closed afterwards). */
+export async function sslAnswer(port: number, code = 80877103): Promise<string> {
+  const { raw, answer } = await sslRequested(port, code);
+  raw.destroy();
+  return answer.slice(0, 1);
+}
+
+/** Connect to the pq port and start TLS as libpq does, verifying the server against `ca` for `servername`. */
+export async function pqTlsConnect(port: number, ca: string, servername = 'localhost'): Promise<TLSSocket> {
+  const { raw, answer } = await sslRequested(port);
+  if (answer !== 'S') {
     raw.destroy();
-    throw new Error(`SSLRequest answered ${JSON.stringify(answer.toString('latin1'))}, not S`);
+    throw new Error(`SSLRequest answered ${JSON.stringify(answer)}, not S`);
   }
   const tls = tlsConnect({ socket: raw, ca: readFileSync(ca), servername });
   await new Promise<void>((resolve, reject) => tls.once('secureConnect', resolve).once('error', reject));

@@ -3,13 +3,13 @@
 // start-up timeout), a client that never starts the handshake is dropped at
 // the start-up timeout, and without a context the answer stays `N`.
 import t, { type Test } from 'tap';
-import { connect as netConnect, createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { readFileSync, rmSync } from 'node:fs';
 import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
 import { silentLogger } from '../../src/log.js';
 import { ServerConnection, StartupInfo } from '../../src/pq/connection.js';
 import { pgTempDir } from '../helpers/pg.js';
-import { makeCa, makeServerCert } from '../helpers/tls.js';
+import { makeCa, makeServerCert, sslRequested } from '../helpers/tls.js';
 import { query, RawClient, startupPacket, TERMINATE } from './raw-client.js';
 
 const dir = pgTempDir('wk-pq-tls-');
@@ -49,17 +49,6 @@ async function serve(t: Test, ctx: SecureContext | null, startupTimeoutMs: numbe
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
   return { port: (server.address() as AddressInfo).port, outcomes };
-}
-
-async function sslRequested(port: number): Promise<{ raw: ReturnType<typeof netConnect>; answer: string }> {
-  const raw = netConnect({ port, host: '127.0.0.1' });
-  await new Promise<void>((resolve, reject) => raw.once('connect', resolve).once('error', reject));
-  const b = Buffer.alloc(8);
-  b.writeInt32BE(8, 0);
-  b.writeInt32BE(80877103, 4);
-  raw.write(b);
-  const answer = await new Promise<Buffer>((resolve) => raw.once('data', resolve));
-  return { raw, answer: answer.toString('latin1') };
 }
 
 t.test('S, then start-up over TLS, with messages pipelined behind the StartupMessage', async (t) => {
