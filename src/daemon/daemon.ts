@@ -3,6 +3,7 @@
 // the HTTP listener; and an orderly stop.
 import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { JwtVerifier } from '../auth/jwt.js';
 import { pgTokenAuth } from '../auth/pg.js';
@@ -17,7 +18,6 @@ import { DataDirLock, LockHeldError } from '../storage/lock.js';
 import { newNodeId, nodeIdPath, readNodeId, writeNodeId } from '../storage/node-id.js';
 import { TimelineRegistry } from '../timeline/registry.js';
 import { TlsMaterial } from '../tls/material.js';
-import type { Server as TlsServer } from 'node:tls';
 import { reloadableKeys, reloadableTls, reloadAll, type Reloadable } from './reload.js';
 import { walPushCommands } from '../push/session.js';
 import { replicationCommands, timelineWalSource } from '../replication/daemon.js';
@@ -302,6 +302,15 @@ export class Daemon {
       const a = this.http.server.address();
       if (a && typeof a === 'object') this.httpAddress = { host: a.address, port: a.port };
     }
+    // Before the ready line, so whoever waits for it has seen them.
+    const exposed = (list: Array<ListenAddress | undefined>) => list.filter((a): a is ListenAddress => !!a && !isLoopback(a.host)).map(formatAddress);
+    if (!this.auth && exposed([this.pgAddress, this.httpAddress]).length > 0) {
+      this.log.warn({ listen: exposed([this.pgAddress, this.httpAddress]) }, 'authentication is off but a listener is not on loopback: anyone who can reach it can read and delete WAL (use --auth-public-key)');
+    }
+    const plaintext = exposed([this.pgTls ? undefined : this.pgAddress, this.httpTls ? undefined : this.httpAddress]);
+    if (plaintext.length > 0) {
+      this.log.warn({ listen: plaintext }, 'TLS is off on a listener that is not on loopback: WAL and tokens cross the network in the clear (use --tls-cert/--tls-key)');
+    }
     this.log.info(
       {
         dataDir: dir,
@@ -318,12 +327,6 @@ export class Daemon {
       },
       'walkeeper ready',
     );
-    if (!this.auth) {
-      const exposed = [this.pgAddress, this.httpAddress].filter((a): a is ListenAddress => !!a && !isLoopback(a.host)).map(formatAddress);
-      if (exposed.length > 0) {
-        this.log.warn({ listen: exposed }, 'authentication is off but a listener is not on loopback: anyone who can reach it can read and delete WAL (use --auth-public-key)');
-      }
-    }
   }
 
   private checkDataDir(dir: string): void {

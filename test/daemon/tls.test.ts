@@ -7,7 +7,7 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { pgTempDir, runPg } from '../helpers/pg.js';
+import { freePort, pgTempDir, runPg } from '../helpers/pg.js';
 import { waitFor } from '../helpers/support.js';
 import { httpsJson, makeCa, makeServerCert, pqTlsConnect, sslAnswer } from '../helpers/tls.js';
 import { errorFields, RawClient } from '../pq/raw-client.js';
@@ -106,6 +106,16 @@ t.test('--http-tls-cert/--http-tls-key: HTTPS with its own pair, and without --t
   t.equal(r.status, 200);
   t.equal(r.fingerprint256, http.fingerprint256, 'the admin API presents --http-tls-cert');
   t.equal(await sslAnswer(wk.pgPort), 'N', 'no TLS on the pq port without --tls-cert');
+});
+
+t.test('a listener off loopback without TLS is warned about, one with TLS is not', async (t) => {
+  const warned = (wk: { logs: Array<Record<string, unknown>> }) => wk.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('TLS is off on a listener'));
+  const port = await freePort();
+  const plain = await startDaemon(t, { dataDir: tempDir(t), noSync: true, args: ['--listen-pg', `0.0.0.0:${port}`] });
+  t.match(warned(plain), { level: 40, listen: [`0.0.0.0:${port}`] }, 'the pq listener on 0.0.0.0 without TLS');
+  await plain.stop();
+  const secured = await startDaemon(t, { dataDir: tempDir(t), noSync: true, args: ['--listen-pg', `0.0.0.0:${port}`, ...tlsArgs] });
+  t.notOk(warned(secured), 'no warning with --tls-cert');
 });
 
 t.test('bad TLS options: one line and a non-zero exit', async (t) => {
