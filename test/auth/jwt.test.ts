@@ -4,6 +4,9 @@
 // (→ 403 / 28000).
 import t from 'tap';
 import { createHmac, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AuthError, checkScope, ForbiddenError, JwtVerifier, signToken } from '../../src/auth/jwt.js';
 
 const A = 'a'.repeat(32);
@@ -83,6 +86,43 @@ t.test('key files: several keys (rotation), wrong key types', async (t) => {
   t.throws(() => JwtVerifier.fromPem(rsa, { source: 'k.pem' }), /k\.pem: key 1 is rsa, expected an Ed25519 public key/);
   t.throws(() => JwtVerifier.fromPem('hello'), /no PEM public key found/);
   t.throws(() => JwtVerifier.fromFile('/nonexistent/key.pem'), /cannot read the auth public key \/nonexistent\/key\.pem: no such file/);
+});
+
+t.test('reload: the key file is re-read; a broken one is refused and the keys in force stay', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wk-jwt-reload-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'keys.pem');
+  const k1 = keyPair();
+  const k2 = keyPair();
+  const by = (k: ReturnType<typeof keyPair>) => signToken({ scope: 'safekeeperdata' }, k.privateKey);
+  writeFileSync(path, k1.publicPem);
+  const v = JwtVerifier.fromFile(path);
+  t.equal(v.path, path);
+  t.throws(() => v.verify(by(k2)), AuthError, 'k2 not trusted yet');
+
+  writeFileSync(path, k1.publicPem + k2.publicPem);
+  t.equal(v.reload(), 2, 'both keys in force (rotation overlap)');
+  t.equal(v.verify(by(k1)).scope, 'safekeeperdata');
+  t.equal(v.verify(by(k2)).scope, 'safekeeperdata');
+
+  writeFileSync(path, k2.publicPem);
+  t.equal(v.reload(), 1);
+  t.throws(() => v.verify(by(k1)), AuthError, 'k1 refused once removed');
+
+  for (const [bad, want] of [
+    ['no key here\n', /no PEM public key found/],
+    [generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString(), /expected an Ed25519 public key/],
+  ] as const) {
+    writeFileSync(path, bad);
+    t.throws(() => v.reload(), want);
+    t.equal(v.keyCount, 1, 'the key in force stays');
+    t.equal(v.verify(by(k2)).scope, 'safekeeperdata', 'and keeps verifying');
+  }
+  rmSync(path);
+  t.throws(() => v.reload(), /no such file/);
+  t.equal(v.verify(by(k2)).scope, 'safekeeperdata');
+
+  t.throws(() => JwtVerifier.fromPem(k1.publicPem).reload(), /not read from a file/, 'keys given as text cannot be re-read');
 });
 
 t.test('scopes', async (t) => {
