@@ -186,7 +186,18 @@ export async function runCommand(argv: string[]): Promise<number> {
   const opts = parseRunArgs(argv);
   if (opts === 'help') return showHelp(HELP);
   const log = createLogger();
-  let daemon: Daemon;
+  // SIGHUP from now on reloads (during start-up: once started, since the files may have been read already).
+  let daemon: Daemon | undefined;
+  let hangupDuringStart = false;
+  const onHangup = (): void => {
+    if (!daemon) {
+      hangupDuringStart = true;
+      return;
+    }
+    log.info({ signal: 'SIGHUP' }, 'reloading keys and certificates');
+    daemon.reload();
+  };
+  process.on('SIGHUP', onHangup);
   try {
     daemon = await Daemon.start({
       dataDir: opts.dataDir,
@@ -203,9 +214,12 @@ export async function runCommand(argv: string[]): Promise<number> {
       log,
     });
   } catch (err) {
+    process.off('SIGHUP', onHangup);
     if (err instanceof DaemonStartError) throw new CommandError(err.message);
     throw err;
   }
+  if (hangupDuringStart) onHangup();
+  const running = daemon;
   return new Promise<number>((resolveExit) => {
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {
@@ -215,7 +229,7 @@ export async function runCommand(argv: string[]): Promise<number> {
         process.exit(1);
       }
       log.info({ signal: sig }, 'stopping');
-      daemon.stop().then(
+      running.stop().then(
         () => {
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
@@ -228,12 +242,7 @@ export async function runCommand(argv: string[]): Promise<number> {
         },
       );
     };
-    const onHangup = (): void => {
-      log.info({ signal: 'SIGHUP' }, 'reloading keys and certificates');
-      daemon.reload();
-    };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    process.on('SIGHUP', onHangup);
   });
 }
