@@ -10,10 +10,13 @@
 // from the first segment to the end, alternating between the servers;
 // the rows show the medians of the throughput and of the server's CPU time
 // (the daemon's; the postmaster's reaped children, i.e. the walsender).
+// The same runs are made over TLS (sslmode=require; both servers with the
+// same certificate and key: walkeeper --tls-cert, PostgreSQL ssl = on), and
+// plaintext runs say sslmode=disable.
 //
 // Environment: WK_BENCH_WAL_MB (default 1024), WK_BENCH_REPL_RUNS (timed
-// runs per server, default 7), WK_BENCH_CPU_PROF=<dir> (run the daemon with
-// --cpu-prof into that directory).
+// runs per server, default 7), WK_BENCH_REPL_TLS=0 (skip the TLS runs),
+// WK_BENCH_CPU_PROF=<dir> (run the daemon with --cpu-prof into that directory).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +27,7 @@ import { formatLsn, parseLsn, segmentFileName, segmentFloor, segmentNumber, type
 import { projectRoot } from '../src/hot/wasm.js';
 import { chownToPg, freePort, pgBin, pgSpawnOptions, pgTempDir, runPgOk, startCluster, type PgCluster } from '../test/helpers/pg.js';
 import { WalFeeder } from '../test/replication-e2e/feeder.js';
+import { makeCa, makeServerCert, type CertFiles } from '../test/helpers/tls.js';
 import { mbPerSec, type BenchRow } from './lib.js';
 
 const SEG = 16 << 20;
@@ -117,13 +121,13 @@ function procCpuMs(pid: number, reaped = false): number {
   }
 }
 
-/** `node bin/walkeeper.js run --no-sync` on a fresh data directory. */
-async function startWalkeeper(dataDir: string): Promise<Daemon> {
+/** `node bin/walkeeper.js run --no-sync` on a fresh data directory, serving TLS with `tls` too. */
+async function startWalkeeper(dataDir: string, tls: CertFiles): Promise<Daemon> {
   const pgPort = await freePort();
   const httpPort = await freePort();
   const prof = process.env.WK_BENCH_CPU_PROF;
   const nodeArgs = prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : [];
-  const args = [...nodeArgs, join(projectRoot(), 'bin', 'walkeeper.js'), 'run', '-D', dataDir, '--listen-pg', `127.0.0.1:${pgPort}`, '--listen-http', `127.0.0.1:${httpPort}`, '--no-sync'];
+  const args = [...nodeArgs, join(projectRoot(), 'bin', 'walkeeper.js'), 'run', '-D', dataDir, '--listen-pg', `127.0.0.1:${pgPort}`, '--listen-http', `127.0.0.1:${httpPort}`, '--no-sync', '--tls-cert', tls.cert, '--tls-key', tls.key];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WALKEEPER_LOG_FORMAT: 'json', WALKEEPER_LOG_LEVEL: 'warn' } });
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -200,8 +204,12 @@ export async function replicationRows(): Promise<BenchRow[]> {
   rmSync(wkData, { recursive: true, force: true });
   mkdirSync(wkData);
   teardown.push(() => rmSync(wkData, { recursive: true, force: true }));
+  const certDir = pgTempDir('wk-bench-tls-');
+  teardown.push(() => rmSync(certDir, { recursive: true, force: true }));
+  const cert = makeServerCert(certDir, makeCa(certDir));
+  chownToPg(cert.key); // PostgreSQL wants its key file its own, mode 0600
   try {
-    const wk = await startWalkeeper(wkData);
+    const wk = await startWalkeeper(wkData, cert);
     teardown.push(() => wk.stop());
     const feeder = await WalFeeder.elect(
       { port: wk.port, tenantId: TENANT, timelineId: TIMELINE, walDir: join(dataDir, 'pg_wal'), systemId: BigInt(meta.systemId), segSize: SEG, pgVersion: meta.pgVersion },
@@ -214,9 +222,12 @@ export async function replicationRows(): Promise<BenchRow[]> {
     await feeder.close();
     log(`pushed ${formatLsn(from)}..${formatLsn(end)} through the proposer library: ${mbPerSec(Number(end - from), pushMs).toFixed(0)} MB/s`);
 
-    const pg: PgCluster = await startCluster({ teardown: (fn) => teardown.push(fn) }, { dataDir, conf: clusterConf(mb) });
-    const wkConn = `host=127.0.0.1 port=${wk.port} user=postgres options='-c ztimelineid=${TIMELINE} -c ztenantid=${TENANT}'`;
-    const pgConn = `host=127.0.0.1 port=${pg.port} user=postgres`;
+    const pg: PgCluster = await startCluster(
+      { teardown: (fn) => teardown.push(fn) },
+      { dataDir, conf: { ...clusterConf(mb), ssl: 'on', ssl_cert_file: cert.cert, ssl_key_file: cert.key } },
+    );
+    const wkConn = `host=127.0.0.1 port=${wk.port} user=postgres options='-c ztimelineid=${TIMELINE} -c ztenantid=${TENANT}' sslmode=disable`;
+    const pgConn = `host=127.0.0.1 port=${pg.port} user=postgres sslmode=disable`;
 
     // First: one run each (not timed), checking that both wrote the same segments, byte for byte.
     const seed = segmentFileName(1, startSeg - 1n, SEG);
@@ -233,58 +244,66 @@ export async function replicationRows(): Promise<BenchRow[]> {
     if (wkFiles !== pgFiles) throw new Error(`pg_receivewal wrote different segments from walkeeper and from PostgreSQL:\n${wkFiles}\n--\n${pgFiles}`);
     log(`both servers streamed the same ${wkFiles.split('\n').length} segments (sha1 of each file equal)`);
 
-    const wkMs: number[] = [];
-    const pgMs: number[] = [];
-    const wkCpu: number[] = [];
-    const pgCpu: number[] = [];
-    const runWk = async (): Promise<void> => {
-      const cpu0 = wk.cpuMs();
-      wkMs.push(await receive(wkConn, startSeg, end));
-      wkCpu.push(wk.cpuMs() - cpu0);
-    };
-    const runPg = async (): Promise<void> => {
-      const cpu0 = procCpuMs(pg.pid, true);
-      pgMs.push(await receive(pgConn, startSeg, end));
-      // The walsender has exited when pg_receivewal has; wait until the postmaster has reaped it.
-      await new Promise((r) => setTimeout(r, 200));
-      pgCpu.push(procCpuMs(pg.pid, true) - cpu0);
-    };
-    for (let i = 0; i < runs; i++) {
-      // Alternate which server goes first.
-      if (i % 2 === 0) {
-        await runWk();
-        await runPg();
-      } else {
-        await runPg();
-        await runWk();
-      }
-    }
     const streamed = Number(end - from);
-    const fmt = (ms: number[]): string => {
-      const rates = ms.map((m) => mbPerSec(streamed, m)).sort((a, b) => a - b);
-      return `${mbPerSec(streamed, median(ms)).toFixed(0)} MB/s (${rates[0].toFixed(0)}-${rates[rates.length - 1].toFixed(0)})`;
+    const timed = async (label: string, wkConninfo: string, pgConninfo: string): Promise<BenchRow[]> => {
+      const wkMs: number[] = [];
+      const pgMs: number[] = [];
+      const wkCpu: number[] = [];
+      const pgCpu: number[] = [];
+      const runWk = async (): Promise<void> => {
+        const cpu0 = wk.cpuMs();
+        wkMs.push(await receive(wkConninfo, startSeg, end));
+        wkCpu.push(wk.cpuMs() - cpu0);
+      };
+      const runPg = async (): Promise<void> => {
+        const cpu0 = procCpuMs(pg.pid, true);
+        pgMs.push(await receive(pgConninfo, startSeg, end));
+        // The walsender has exited when pg_receivewal has; wait until the postmaster has reaped it.
+        await new Promise((r) => setTimeout(r, 200));
+        pgCpu.push(procCpuMs(pg.pid, true) - cpu0);
+      };
+      for (let i = 0; i < runs; i++) {
+        // Alternate which server goes first.
+        if (i % 2 === 0) {
+          await runWk();
+          await runPg();
+        } else {
+          await runPg();
+          await runWk();
+        }
+      }
+      const fmt = (ms: number[]): string => {
+        const rates = ms.map((m) => mbPerSec(streamed, m)).sort((a, b) => a - b);
+        return `${mbPerSec(streamed, median(ms)).toFixed(0)} MB/s (${rates[0].toFixed(0)}-${rates[rates.length - 1].toFixed(0)})`;
+      };
+      log(`${label}: walkeeper runs (ms): ${wkMs.map((m) => m.toFixed(0)).join(' ')}; walsender runs (ms): ${pgMs.map((m) => m.toFixed(0)).join(' ')}`);
+      log(`${label}: server CPU per run (ms): walkeeper ${wkCpu.map((m) => m.toFixed(0)).join(' ')}; PostgreSQL ${pgCpu.map((m) => m.toFixed(0)).join(' ')}`);
+      const gib = streamed / (1 << 30);
+      return [
+        {
+          name: `pg_receivewal --no-sync${label === 'plaintext' ? '' : `, ${label}`}, ${(streamed / (1 << 20)).toFixed(0)} MiB WAL, median of ${runs}`,
+          subject: 'walkeeper',
+          subjectValue: fmt(wkMs),
+          baseline: 'PG 15 walsender',
+          baselineValue: fmt(pgMs),
+          ratio: median(pgMs) / median(wkMs),
+        },
+        {
+          name: 'the same: server CPU per GiB streamed (user + system)',
+          subject: 'walkeeper',
+          subjectValue: `${(median(wkCpu) / gib).toFixed(0)} ms`,
+          baseline: 'PG 15 walsender',
+          baselineValue: `${(median(pgCpu) / gib).toFixed(0)} ms`,
+          ratio: median(pgCpu) / median(wkCpu),
+        },
+      ];
     };
-    log(`walkeeper runs (ms): ${wkMs.map((m) => m.toFixed(0)).join(' ')}; walsender runs (ms): ${pgMs.map((m) => m.toFixed(0)).join(' ')}`);
-    log(`server CPU per run (ms): walkeeper ${wkCpu.map((m) => m.toFixed(0)).join(' ')}; PostgreSQL ${pgCpu.map((m) => m.toFixed(0)).join(' ')}`);
-    const gib = streamed / (1 << 30);
-    return [
-      {
-        name: `pg_receivewal --no-sync, ${(streamed / (1 << 20)).toFixed(0)} MiB WAL, median of ${runs}`,
-        subject: 'walkeeper',
-        subjectValue: fmt(wkMs),
-        baseline: 'PG 15 walsender',
-        baselineValue: fmt(pgMs),
-        ratio: median(pgMs) / median(wkMs),
-      },
-      {
-        name: 'the same: server CPU per GiB streamed (user + system)',
-        subject: 'walkeeper',
-        subjectValue: `${(median(wkCpu) / gib).toFixed(0)} ms`,
-        baseline: 'PG 15 walsender',
-        baselineValue: `${(median(pgCpu) / gib).toFixed(0)} ms`,
-        ratio: median(pgCpu) / median(wkCpu),
-      },
-    ];
+    const rows = await timed('plaintext', wkConn, pgConn);
+    if (process.env.WK_BENCH_REPL_TLS !== '0') {
+      const tls = (conninfo: string): string => conninfo.replace('sslmode=disable', 'sslmode=require');
+      rows.push(...(await timed('over TLS (sslmode=require)', tls(wkConn), tls(pgConn))));
+    }
+    return rows;
   } finally {
     for (const fn of teardown.reverse()) await fn();
     process.stderr.write('\n');
