@@ -70,15 +70,28 @@ function readKeys(pem: string, source: string): KeyObject[] {
   });
 }
 
+function readKeyFile(path: string): KeyObject[] {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(`cannot read the auth public key ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  return readKeys(pem, path);
+}
+
 /**
  * Verifies tokens against one or more Ed25519 public keys (several PEM
  * blocks in one file let keys be rotated: a token signed by any of them
- * is accepted).
+ * is accepted). Keys read from a file can be re-read (reload()).
  */
 export class JwtVerifier {
   private constructor(
-    private readonly keys: KeyObject[],
+    private keys: KeyObject[],
     private readonly now: () => number,
+    /** The file the keys came from, if any. */
+    readonly path: string | null = null,
   ) {}
 
   /** From PEM text holding one or more SPKI public keys (`-----BEGIN PUBLIC KEY-----`). */
@@ -88,14 +101,18 @@ export class JwtVerifier {
 
   /** From a PEM file; throws an Error with one readable line when it cannot be used. */
   static fromFile(path: string, opts: { now?: () => number } = {}): JwtVerifier {
-    let pem: string;
-    try {
-      pem = readFileSync(path, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new Error(`cannot read the auth public key ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
-    }
-    return JwtVerifier.fromPem(pem, { source: path, now: opts.now });
+    return new JwtVerifier(readKeyFile(path), opts.now ?? (() => Date.now() / 1000), path);
+  }
+
+  /**
+   * Read the key file again: tokens are checked against the new keys from
+   * now on. When the file cannot be used, throws (one line) and the keys in
+   * force stay. Returns how many keys are now in force.
+   */
+  reload(): number {
+    if (this.path === null) throw new Error('the auth public keys were not read from a file');
+    this.keys = readKeyFile(this.path);
+    return this.keys.length;
   }
 
   get keyCount(): number {

@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { parseArchiveLocation } from '../archive/location.js';
 import type { ArchiveSettings } from '../archive/open.js';
-import { Daemon, DaemonStartError, DEFAULT_WAL_LIFECYCLE, type WalLifecycleSettings } from '../daemon/daemon.js';
+import { Daemon, DaemonStartError, DEFAULT_WAL_LIFECYCLE, type TlsFiles, type WalLifecycleSettings } from '../daemon/daemon.js';
 import { createLogger } from '../log.js';
 import type { ListenAddress } from '../server/pg-server.js';
 import { CommandError, UsageError } from './errors.js';
@@ -29,6 +29,14 @@ options:
                           as the pg password and as "Authorization: Bearer" on HTTP
                           (default: off; see "walkeeper token --help")
 
+TLS (see README "Security"):
+  --tls-cert FILE --tls-key FILE
+                          serve TLS on the PostgreSQL port (PEM certificate chain and key):
+                          SSLRequest is answered S; the admin API serves HTTPS with them too
+  --tls-required          refuse plaintext connections on the PostgreSQL port (FATAL 28000)
+  --http-tls-cert FILE --http-tls-key FILE
+                          HTTPS with this pair instead
+
 WAL archive and retention (see README "WAL archive and retention"):
   --remote-storage URL    archive committed WAL segments to s3://BUCKET[/PREFIX]
                           (credentials and region from the AWS environment) or file:///DIR
@@ -50,7 +58,9 @@ WAL archive and retention (see README "WAL archive and retention"):
 
 Logs go to stdout: readable on a terminal, JSON lines otherwise
 (WALKEEPER_LOG_FORMAT=json|pretty and WALKEEPER_LOG_LEVEL override).
-SIGINT or SIGTERM stops the daemon cleanly.
+SIGINT or SIGTERM stops the daemon cleanly. SIGHUP (or POST /v1/reload) re-reads the
+auth public keys and the TLS certificates and keys; a broken file is refused and the
+old one stays in force.
 `;
 
 export interface RunOptions {
@@ -63,6 +73,8 @@ export interface RunOptions {
   authPublicKeyPath?: string;
   archive?: ArchiveSettings;
   walLifecycle: WalLifecycleSettings;
+  tls?: TlsFiles & { required: boolean };
+  httpTls?: TlsFiles;
 }
 
 /** Parse HOST:PORT ([v6]:PORT for IPv6). */
@@ -122,19 +134,20 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
         },
       },
       archiveVerifyInterval: { names: ['--archive-verify-interval'], value: true, parse: (v) => parseDuration(v, '--archive-verify-interval') * 1000 },
-      authPublicKey: {
-        names: ['--auth-public-key'],
-        value: true,
-        parse: (v) => {
-          if (v === '') throw new UsageError('--auth-public-key: empty file name');
-          return resolve(v);
-        },
-      },
+      authPublicKey: { names: ['--auth-public-key'], value: true, parse: filePath },
+      tlsCert: { names: ['--tls-cert'], value: true, parse: filePath },
+      tlsKey: { names: ['--tls-key'], value: true, parse: filePath },
+      tlsRequired: { names: ['--tls-required'] },
+      httpTlsCert: { names: ['--http-tls-cert'], value: true, parse: filePath },
+      httpTlsKey: { names: ['--http-tls-key'], value: true, parse: filePath },
     },
   });
   if (parsed === 'help') return 'help';
   const o = parsed.options;
   if (o.remoteStorageEndpoint !== undefined && o.remoteStorage === undefined) throw new UsageError('--remote-storage-endpoint needs --remote-storage');
+  const pgTls = tlsPair(o.tlsCert, o.tlsKey, '--tls');
+  if (o.tlsRequired && !pgTls) throw new UsageError('--tls-required needs --tls-cert and --tls-key');
+  const httpTls = tlsPair(o.httpTlsCert, o.httpTlsKey, '--http-tls');
   return {
     dataDir: o.dataDir ?? resolve(DEFAULT_DATA_DIR),
     dataDirGiven: o.dataDir !== undefined,
@@ -151,7 +164,22 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
       archiveUploads: o.archiveUploads ?? DEFAULT_WAL_LIFECYCLE.archiveUploads,
       archiveVerifyIntervalMs: o.archiveVerifyInterval ?? DEFAULT_WAL_LIFECYCLE.archiveVerifyIntervalMs,
     },
+    tls: pgTls ? { ...pgTls, required: o.tlsRequired } : undefined,
+    httpTls,
   };
+}
+
+function filePath(v: string, name: string): string {
+  if (v === '') throw new UsageError(`${name}: empty file name`);
+  return resolve(v);
+}
+
+/** A certificate and key given together (`prefix`-cert and `prefix`-key), or neither. */
+function tlsPair(certPath: string | undefined, keyPath: string | undefined, prefix: string): TlsFiles | undefined {
+  if (certPath === undefined && keyPath === undefined) return undefined;
+  if (certPath === undefined) throw new UsageError(`${prefix}-key needs ${prefix}-cert`);
+  if (keyPath === undefined) throw new UsageError(`${prefix}-cert needs ${prefix}-key`);
+  return { certPath, keyPath };
 }
 
 export async function runCommand(argv: string[]): Promise<number> {
@@ -170,6 +198,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       authPublicKeyPath: opts.authPublicKeyPath,
       archive: opts.archive,
       walLifecycle: opts.walLifecycle,
+      tls: opts.tls,
+      httpTls: opts.httpTls,
       log,
     });
   } catch (err) {
@@ -189,6 +219,7 @@ export async function runCommand(argv: string[]): Promise<number> {
         () => {
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
+          process.off('SIGHUP', onHangup);
           resolveExit(0);
         },
         (err) => {
@@ -197,7 +228,12 @@ export async function runCommand(argv: string[]): Promise<number> {
         },
       );
     };
+    const onHangup = (): void => {
+      log.info({ signal: 'SIGHUP' }, 'reloading keys and certificates');
+      daemon.reload();
+    };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', onHangup);
   });
 }

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { JwtVerifier } from '../auth/jwt.js';
 import { pgTokenAuth } from '../auth/pg.js';
-import { build, type NodeAdmin } from '../http/app.js';
+import { build, type NodeAdmin, type ReloadReport } from '../http/app.js';
 import { Metrics } from '../metrics/metrics.js';
 import { WalLifecycle } from '../archive/lifecycle.js';
 import { openRemoteStorage, type ArchiveSettings } from '../archive/open.js';
@@ -16,6 +16,9 @@ import type { Logger } from '../log.js';
 import { DataDirLock, LockHeldError } from '../storage/lock.js';
 import { newNodeId, nodeIdPath, readNodeId, writeNodeId } from '../storage/node-id.js';
 import { TimelineRegistry } from '../timeline/registry.js';
+import { TlsMaterial } from '../tls/material.js';
+import type { Server as TlsServer } from 'node:tls';
+import { reloadableKeys, reloadableTls, reloadAll, type Reloadable } from './reload.js';
 import { walPushCommands } from '../push/session.js';
 import { replicationCommands, timelineWalSource } from '../replication/daemon.js';
 import { version } from '../version.js';
@@ -42,6 +45,16 @@ export interface DaemonOptions {
   archive?: ArchiveSettings;
   /** WAL retention, the disk cap and the archive's pace. */
   walLifecycle?: Partial<WalLifecycleSettings>;
+  /** --tls-cert/--tls-key [--tls-required]: TLS on the pq port. */
+  tls?: TlsFiles & { required: boolean };
+  /** --http-tls-cert/--http-tls-key: HTTPS with this pair (default: the pq port's pair, if any). */
+  httpTls?: TlsFiles;
+}
+
+/** A PEM certificate and its key, by path. */
+export interface TlsFiles {
+  certPath: string;
+  keyPath: string;
 }
 
 /** What `walkeeper run` sets of the WAL's life after it is written (defaults in DEFAULT_WAL_LIFECYCLE). */
@@ -119,6 +132,10 @@ export class Daemon {
   /** The archive, once opened (null without --remote-storage). */
   remoteStorage: RemoteStorage | null = null;
   lifecycle: WalLifecycle | undefined;
+  /** The pq port's certificate and key (with --tls-cert). */
+  pgTls: TlsMaterial | undefined;
+  /** The HTTPS certificate and key: the pq port's own object when they are the same files. */
+  httpTls: TlsMaterial | undefined;
   private lock: DataDirLock | undefined;
   private stopping: Promise<void> | undefined;
   /** Aborted when the stop begins: WAL senders end their streams as PostgreSQL's do. */
@@ -176,6 +193,38 @@ export class Daemon {
     if (this.auth) this.ctx.auth = pgTokenAuth(this.auth, { log: this.log });
   }
 
+  private loadTls(): void {
+    const load = (f: TlsFiles, flags: string): TlsMaterial => {
+      try {
+        return TlsMaterial.fromFiles(f.certPath, f.keyPath);
+      } catch (err) {
+        throw new DaemonStartError(`${flags}: ${(err as Error).message}`);
+      }
+    };
+    const { tls, httpTls } = this.opts;
+    if (tls) {
+      this.pgTls = load(tls, '--tls-cert/--tls-key');
+      this.ctx.tls = { material: this.pgTls, required: tls.required };
+    }
+    this.httpTls = httpTls ? load(httpTls, '--http-tls-cert/--http-tls-key') : this.pgTls;
+  }
+
+  /**
+   * Re-read the auth public keys and the TLS pairs (SIGHUP, POST /v1/reload).
+   * Each is replaced only if its new files can be used.
+   */
+  reload(): ReloadReport {
+    const items: Reloadable[] = [];
+    const keys = this.auth && reloadableKeys(this.auth);
+    if (keys) items.push(keys);
+    const toHttps = (m: TlsMaterial) => () => {
+      if (this.http && this.httpTls === m) (this.http.server as unknown as TlsServer).setSecureContext(m.pem);
+    };
+    if (this.pgTls) items.push(reloadableTls('tls', this.pgTls, toHttps(this.pgTls)));
+    if (this.httpTls && this.httpTls !== this.pgTls) items.push(reloadableTls('http_tls', this.httpTls, toHttps(this.httpTls)));
+    return reloadAll(items, this.log);
+  }
+
   /** Start everything, or clean up and throw DaemonStartError (one line). */
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const d = new Daemon(opts);
@@ -203,6 +252,7 @@ export class Daemon {
     if (this.opts.noSync) this.log.warn('running with --no-sync: WAL is acknowledged before it is durable (unsafe)');
 
     this.loadAuth();
+    this.loadTls();
     if (this.opts.archive) {
       try {
         this.remoteStorage = await openRemoteStorage(this.opts.archive);
@@ -240,6 +290,8 @@ export class Daemon {
         node: this.nodeAdmin(),
         auth: this.auth ?? null,
         metrics: this.metrics,
+        https: this.httpTls?.pem,
+        reload: () => this.reload(),
       });
       const want = this.opts.listenHttp;
       try {
@@ -261,6 +313,8 @@ export class Daemon {
         noSync: this.ctx.noSync,
         archive: this.remoteStorage?.description ?? null,
         auth: this.auth ? `on (${this.auth.keyCount} key${this.auth.keyCount === 1 ? '' : 's'})` : 'off',
+        tlsPg: this.pgTls ? `${this.ctx.tls?.required ? 'required' : 'on'} (${this.pgTls.summary.subject})` : 'off',
+        tlsHttp: this.httpTls ? `on (${this.httpTls.summary.subject})` : 'off',
       },
       'walkeeper ready',
     );

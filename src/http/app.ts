@@ -6,6 +6,7 @@
 //   GET    /v1/status                                     open
 //   GET    /metrics                                       open
 //   GET    /openapi.json                                  open
+//   POST   /v1/reload                                     safekeeperdata
 //   GET    /v1/timelines                                  safekeeperdata
 //   GET    /v1/tenant/:tenant_id/timeline/:timeline_id    tenant
 //   DELETE /v1/tenant/:tenant_id/timeline/:timeline_id    tenant
@@ -15,6 +16,7 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { JwtVerifier } from '../auth/jwt.js';
 import type { Logger } from '../log.js';
+import type { PemPair } from '../tls/material.js';
 import { Metrics } from '../metrics/metrics.js';
 import { version } from '../version.js';
 import { httpAuth } from './auth.js';
@@ -23,12 +25,14 @@ import type { NodeAdmin } from './node.js';
 import { fileRoutes } from './routes/files.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
+import { reloadRoutes, type ReloadReport } from './routes/reload.js';
 import { statusRoutes, type StatusSource } from './routes/status.js';
 import { timelineRoutes } from './routes/timelines.js';
 import { walRoutes } from './routes/wal.js';
 
 export type { StatusSource } from './routes/status.js';
 export type { NodeAdmin } from './node.js';
+export type { ReloadItem, ReloadReport } from './routes/reload.js';
 
 export interface BuildOptions {
   status: () => StatusSource;
@@ -40,13 +44,18 @@ export interface BuildOptions {
   auth?: JwtVerifier | null;
   /** The metrics registry to serve (a new one, without node sources, when absent). */
   metrics?: Metrics;
+  /** Serve HTTPS with this certificate and key (absent: plain HTTP). */
+  https?: PemPair;
+  /** Re-read keys and certificates (POST /v1/reload); absent: the route is not served. */
+  reload?: () => ReloadReport;
 }
 
 export function build(opts: BuildOptions): FastifyInstance {
   const ajv = { customOptions: { removeAdditional: false as const, verbose: true } };
+  const https = opts.https ? { cert: opts.https.cert, key: opts.https.key } : null;
   const app: FastifyInstance = opts.log
-    ? (Fastify({ loggerInstance: opts.log.child({ component: 'http' }, { level: 'warn' }), ajv }) as unknown as FastifyInstance)
-    : Fastify({ logger: false, ajv });
+    ? (Fastify({ loggerInstance: opts.log.child({ component: 'http' }, { level: 'warn' }), ajv, https }) as unknown as FastifyInstance)
+    : (Fastify({ logger: false, ajv, https }) as unknown as FastifyInstance);
   const metrics = opts.metrics ?? new Metrics();
   const authEnabled = !!opts.auth;
 
@@ -81,6 +90,7 @@ export function build(opts: BuildOptions): FastifyInstance {
   void app.register(statusRoutes, { status: opts.status, authEnabled });
   void app.register(metricsRoutes, { metrics });
   void app.register(openapiRoutes);
+  if (opts.reload) void app.register(reloadRoutes, { reload: opts.reload });
   if (opts.node) {
     void app.register(timelineRoutes, { node: opts.node, log: opts.log });
     void app.register(walRoutes, { node: opts.node });

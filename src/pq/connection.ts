@@ -4,6 +4,7 @@
 // pull-style stream of framed messages for the command layer, plus helpers
 // to answer (errors, ReadyForQuery) and to close.
 import type { Socket } from 'node:net';
+import type { SecureContext } from 'node:tls';
 import { FrameError, MessageFramer, type Framer, type Message } from '../hot/frames.js';
 import type { Logger } from '../log.js';
 import { trustAuth, type Authenticator } from './auth.js';
@@ -20,6 +21,7 @@ import {
 import { PgError, SqlState } from './errors.js';
 import { decodeStartupPacket, parseStartupOptions, StartupReader } from './startup.js';
 import { FrontendTag } from './tags.js';
+import { acceptTls, tlsInfo, type TlsInfo } from './tls.js';
 
 export type { Message } from '../hot/frames.js';
 
@@ -90,6 +92,8 @@ export interface ConnectionOptions {
   framer?: (maxMessage: number) => Framer;
   /** Called for every ErrorResponse sent (metrics). */
   onError?: (err: PgError) => void;
+  /** The TLS context an SSLRequest is accepted with (asked per request), or null: answered `N`. */
+  tlsContext?: () => SecureContext | null;
 }
 
 /** Thrown by receive() once the client has gone (or the connection was closed here). */
@@ -104,7 +108,10 @@ const PAUSE_ABOVE = 8 << 20;
 const RESUME_BELOW = 1 << 20;
 
 export class ServerConnection {
-  readonly socket: Socket;
+  /** The client's socket: the TLS one once an SSLRequest was accepted. */
+  socket: Socket;
+  /** The TLS session, when the connection is encrypted. */
+  tls: TlsInfo | null = null;
   readonly remote: string;
   readonly log: Logger;
   info: StartupInfo | undefined;
@@ -116,8 +123,23 @@ export class ServerConnection {
   private closedErr: Error | undefined;
   private paused = false;
   private ending = false;
+  /** Between `S` and the end of the TLS handshake: nothing can be sent, only dropped. */
+  private handshaking = false;
   /** Resolves once the socket is fully closed. */
   readonly closed: Promise<void>;
+  private onClosed!: () => void;
+  private readonly listeners = {
+    data: (chunk: Buffer) => this.onData(chunk),
+    error: (err: Error) => {
+      this.log.debug({ err: err.message }, 'socket error');
+      this.markClosed(new ConnectionClosed(`connection lost: ${err.message}`));
+    },
+    close: () => {
+      this.markClosed(new ConnectionClosed());
+      this.onClosed();
+    },
+    end: () => this.markClosed(new ConnectionClosed('client closed the connection')),
+  };
 
   constructor(socket: Socket, opts: ConnectionOptions) {
     this.socket = socket;
@@ -125,14 +147,39 @@ export class ServerConnection {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     this.log = opts.log;
     socket.setNoDelay(true);
-    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => {
-      this.log.debug({ err: err.message }, 'socket error');
-      this.markClosed(new ConnectionClosed(`connection lost: ${err.message}`));
-    });
-    socket.on('close', () => this.markClosed(new ConnectionClosed()));
-    socket.on('end', () => this.markClosed(new ConnectionClosed('client closed the connection')));
+    this.closed = new Promise((resolve) => (this.onClosed = resolve));
+    this.listen(socket);
+  }
+
+  private listen(socket: Socket): void {
+    for (const [event, fn] of Object.entries(this.listeners)) socket.on(event, fn);
+  }
+
+  private unlisten(socket: Socket): void {
+    for (const [event, fn] of Object.entries(this.listeners)) socket.off(event, fn);
+  }
+
+  /** Answer an SSLRequest with `S` and go on over TLS (the start-up timeout covers the handshake). */
+  private async startTls(context: SecureContext): Promise<void> {
+    const raw = this.socket;
+    this.unlisten(raw);
+    raw.pause();
+    this.handshaking = true;
+    let secure;
+    try {
+      secure = await acceptTls(raw, context);
+    } catch (err) {
+      this.log.info({ err: (err as Error).message.trim() }, 'TLS handshake failed');
+      raw.destroy();
+      this.markClosed(new ConnectionClosed('TLS handshake failed'));
+      this.onClosed();
+      throw this.closedErr;
+    }
+    this.handshaking = false;
+    this.socket = secure;
+    this.tls = tlsInfo(secure);
+    this.listen(secure);
+    if (secure.destroyed) this.listeners.close();
   }
 
   get isClosed(): boolean {
@@ -225,7 +272,9 @@ export class ServerConnection {
       if (packet.kind === 'ssl' || packet.kind === 'gssenc') {
         // The client must not have sent anything after the request before our answer.
         if (this.startupReader.takeRest().length > 0) throw PgError.protocol('received unencrypted data after SSL request');
-        this.send(NO_ENCRYPTION);
+        const context = packet.kind === 'ssl' && !this.tls ? (this.opts.tlsContext?.() ?? null) : null;
+        if (context) await this.startTls(context);
+        else this.send(NO_ENCRYPTION);
         continue;
       }
       if (packet.kind === 'cancel') {
@@ -331,6 +380,7 @@ export class ServerConnection {
 
   /** Send the error as FATAL and close the connection. */
   fatal(err: PgError): void {
+    if (this.handshaking) return this.destroy();
     if (this.ending || this.socket.destroyed) return;
     this.sendError(err.fatal ? err : err.withSeverity('FATAL'));
     this.close();

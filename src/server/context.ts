@@ -8,6 +8,7 @@ import { PgError, SqlState } from '../pq/errors.js';
 import { InvalidIdError, parseId, type TimelineKey } from '../timeline/ids.js';
 import type { TimelineRegistry } from '../timeline/registry.js';
 import type { CommandTable } from './dispatch.js';
+import type { ServerTls } from './tls.js';
 
 export interface ServerContext {
   registry: TimelineRegistry;
@@ -21,6 +22,8 @@ export interface ServerContext {
   serverVersion: string;
   /** How clients authenticate (default: trust). */
   auth?: Authenticator;
+  /** TLS on this listener (absent: SSLRequest is answered `N`). */
+  tls?: ServerTls;
   /** Told about connection-level events (metrics). */
   observer?: ServerObserver;
   /** The commands this daemon answers, by keyword. */

@@ -11,6 +11,7 @@ import type { TimelineKey } from '../timeline/ids.js';
 import { namedTimeline, type ClientSession, type ServerContext } from './context.js';
 import { runQuery } from './dispatch.js';
 import { toPgError } from './errors.js';
+import { checkEncryption, tlsContextFor } from './tls.js';
 
 export interface ListenAddress {
   host: string;
@@ -87,6 +88,7 @@ export class PgServer {
     const conn = new ServerConnection(socket, {
       log,
       validateStartup: (info) => {
+        checkEncryption(this.ctx.tls, conn.tls !== null, info);
         if (info.replication === 'database') {
           throw new PgError({ severity: 'FATAL', code: SqlState.FEATURE_NOT_SUPPORTED, message: 'logical replication connections are not supported by walkeeper' });
         }
@@ -96,6 +98,7 @@ export class PgServer {
       backendKey: { pid, secret: randomInt(0, 0x7fffffff) },
       auth: this.ctx.auth,
       onError: (err) => this.ctx.observer?.errorSent?.(err.code),
+      tlsContext: () => tlsContextFor(this.ctx.tls),
     });
     this.conns.add(conn);
     void this.serve(conn, log).finally(() => {
@@ -112,7 +115,7 @@ export class PgServer {
       return;
     }
     const cs: ClientSession = { ctx: this.ctx, conn, info, named: namedTimeline(info), log };
-    log.debug({ user: info.user, application: info.applicationName, replication: info.replication ?? null, ...cs.named }, 'connection ready');
+    log.debug({ user: info.user, application: info.applicationName, replication: info.replication ?? null, tls: conn.tls, ...cs.named }, 'connection ready');
     this.sessions.add(cs);
     try {
       for (;;) {
