@@ -92,7 +92,7 @@ export function tlsAttempts(s: TlsClientSettings | undefined, host: string): rea
 export function retryWithout(s: TlsClientSettings | undefined, usedTls: boolean, err: unknown, serverRefused: boolean): boolean {
   if (!s) return false;
   if (s.mode === 'allow') return !usedTls && serverRefused;
-  if (s.mode === 'prefer') return usedTls && (serverRefused || err instanceof TlsHandshakeError);
+  if (s.mode === 'prefer') return err instanceof TlsHandshakeError || (usedTls && serverRefused);
   return false;
 }
 
