@@ -195,7 +195,8 @@ export function negotiateTls(raw: Socket, s: TlsClientSettings, serverName: stri
         return reject(err as Error);
       }
       const secure: TLSSocket = tlsConnect({ ...options, socket: raw });
-      const onError = (err: Error): void => reject(new TlsHandshakeError(`TLS handshake with ${where} failed: ${err.message}`));
+      // Node's advice about system CAs does not apply: the CAs are the ones sslrootcert names.
+      const onError = (err: Error): void => reject(new TlsHandshakeError(`TLS handshake with ${where} failed: ${err.message.replace(/; if the root CA is installed locally.*$/s, '')}`));
       secure.once('error', onError);
       secure.once('secureConnect', () => {
         secure.off('error', onError);
