@@ -105,7 +105,8 @@ function defaultFile(name: string): string | null {
   }
 }
 
-function readPem(path: string, what: string): Buffer {
+/** A PEM file's bytes; TlsSettingsError naming the file and why when it cannot be read. */
+export function readPem(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
