@@ -95,6 +95,7 @@ export class Metrics implements TimelineObserver, ServerObserver {
   private readonly syncSeconds: Histogram<TlLabel>;
   private readonly errors: Counter<'kind' | 'source'>;
   private readonly httpRequests: Counter<'method' | 'route' | 'status_code'>;
+  private readonly tlsHandshakes: Counter<'result' | 'protocol'>;
   /** Label sets of the sync histogram, to drop the series of deleted timelines. */
   private readonly syncSeries = new Map<string, Record<TlLabel, string>>();
 
@@ -216,6 +217,13 @@ export class Metrics implements TimelineObserver, ServerObserver {
       },
     });
 
+    this.tlsHandshakes = new Counter({
+      name: 'walkeeper_pg_tls_handshakes_total',
+      help: 'TLS handshakes on the PostgreSQL-protocol port, by result and protocol version',
+      labelNames: ['result', 'protocol'],
+      registers: register,
+    });
+
     this.httpRequests = new Counter({
       name: 'walkeeper_http_requests_total',
       help: 'HTTP requests answered, by route and status',
@@ -246,6 +254,10 @@ export class Metrics implements TimelineObserver, ServerObserver {
 
   errorSent(sqlstate: string): void {
     this.errors.inc({ kind: errorKind(sqlstate), source: 'pg' });
+  }
+
+  tlsHandshake(protocol: string | null): void {
+    this.tlsHandshakes.inc(protocol === null ? { result: 'failed', protocol: '' } : { result: 'ok', protocol });
   }
 
   // ---- HTTP ----

@@ -94,6 +94,8 @@ export interface ConnectionOptions {
   onError?: (err: PgError) => void;
   /** The TLS context an SSLRequest is accepted with (asked per request), or null: answered `N`. */
   tlsContext?: () => SecureContext | null;
+  /** Called after each TLS handshake: its session, or null when it failed (metrics). */
+  onTlsHandshake?: (tls: TlsInfo | null) => void;
 }
 
 /** Thrown by receive() once the client has gone (or the connection was closed here). */
@@ -151,8 +153,8 @@ export class ServerConnection {
     this.listen(socket);
   }
 
-  private listen(socket: Socket): void {
-    for (const [event, fn] of Object.entries(this.listeners)) socket.on(event, fn);
+  private listen(socket: Socket, except?: string): void {
+    for (const [event, fn] of Object.entries(this.listeners)) if (event !== except) socket.on(event, fn);
   }
 
   private unlisten(socket: Socket): void {
@@ -167,9 +169,10 @@ export class ServerConnection {
     this.handshaking = true;
     let secure;
     try {
-      secure = await acceptTls(raw, context);
+      secure = await acceptTls(raw, context, this.listeners.data);
     } catch (err) {
       this.log.info({ err: (err as Error).message.trim() }, 'TLS handshake failed');
+      this.opts.onTlsHandshake?.(null);
       raw.destroy();
       this.markClosed(new ConnectionClosed('TLS handshake failed'));
       this.onClosed();
@@ -178,7 +181,8 @@ export class ServerConnection {
     this.handshaking = false;
     this.socket = secure;
     this.tls = tlsInfo(secure);
-    this.listen(secure);
+    this.opts.onTlsHandshake?.(this.tls);
+    this.listen(secure, 'data');
     if (secure.destroyed) this.listeners.close();
   }
 

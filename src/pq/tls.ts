@@ -16,11 +16,14 @@ export interface TlsInfo {
 /**
  * Send `S` on `raw` and run the server side of a TLS handshake over it.
  * The caller must have stopped reading `raw` (no listeners, paused): the
- * client's ClientHello belongs to the TLS layer. Resolves with the
- * encrypted socket once the handshake is done; rejects when it fails (a
- * client that does not trust the certificate sends an alert and closes).
+ * client's ClientHello belongs to the TLS layer. `onData` gets the
+ * decrypted bytes from the start (the client may send its start-up packet
+ * with its last handshake message; and only a read stream sees a client
+ * that leaves mid-handshake). Resolves with the encrypted socket once the
+ * handshake is done; rejects when it fails (a client that does not trust
+ * the certificate sends an alert or just closes).
  */
-export function acceptTls(raw: Socket, context: SecureContext): Promise<TLSSocket> {
+export function acceptTls(raw: Socket, context: SecureContext, onData: (chunk: Buffer) => void): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
     // The `S` must leave before the handle is handed to TLS, unencrypted.
     raw.write(ACCEPT_ENCRYPTION, (err) => {
@@ -30,10 +33,15 @@ export function acceptTls(raw: Socket, context: SecureContext): Promise<TLSSocke
         tls.destroy();
         reject(e);
       };
+      const gone = (): void => fail(new Error('the client closed the connection during the TLS handshake'));
+      tls.on('data', onData);
       tls.once('error', fail);
-      tls.once('close', () => reject(new Error('connection closed during the TLS handshake')));
+      tls.once('end', gone);
+      tls.once('close', gone);
       tls.once('secure', () => {
         tls.off('error', fail);
+        tls.off('end', gone);
+        tls.off('close', gone);
         resolve(tls);
       });
     });

@@ -34,6 +34,8 @@ export interface ServerContext {
 export interface ServerObserver {
   /** An ErrorResponse with this SQLSTATE was sent to a client. */
   errorSent?(sqlstate: string): void;
+  /** A TLS handshake finished with this protocol version (null: it failed). */
+  tlsHandshake?(protocol: string | null): void;
 }
 
 /** The ids a client named in its start-up packet (either may be absent). */

@@ -99,6 +99,7 @@ export class PgServer {
       auth: this.ctx.auth,
       onError: (err) => this.ctx.observer?.errorSent?.(err.code),
       tlsContext: () => tlsContextFor(this.ctx.tls),
+      onTlsHandshake: (tls) => this.ctx.observer?.tlsHandshake?.(tls?.protocol ?? null),
     });
     this.conns.add(conn);
     void this.serve(conn, log).finally(() => {
