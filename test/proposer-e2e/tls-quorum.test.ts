@@ -9,16 +9,15 @@ import t from 'tap';
 import { formatLsn } from '../../src/lsn.js';
 import { pgTempDir } from '../helpers/pg.js';
 import { waitFor } from '../helpers/support.js';
-import { forPostgres, makeCa, makeLeaf } from '../helpers/tls-certs.js';
+import { forPostgres, makeCa, makeServerCert } from '../helpers/tls.js';
 import { APP, makeSynchronous, ProposerProc, reportedFlush, startQuorum, TENANT, TIMELINE, Workload } from './harness.js';
 
 t.test('commits through a quorum with TLS on every hop (verify-full)', async (t) => {
   const dir = pgTempDir('wk-tls-quorum-');
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const ca = makeCa(dir, 'ca');
-  const names = { cn: 'localhost', dns: ['localhost'], ips: ['127.0.0.1'] };
-  const pgServer = forPostgres(makeLeaf(dir, ca, 'postgres', names));
-  const skServer = makeLeaf(dir, ca, 'safekeeper', names);
+  const pgServer = forPostgres(makeServerCert(dir, ca, 'postgres'));
+  const skServer = makeServerCert(dir, ca, 'safekeeper');
 
   const q = await startQuorum(t, {
     cluster: {

@@ -9,14 +9,15 @@ import { PgServerError } from '../../src/proposer/frontend-connection.js';
 import { PgClient } from '../../src/proposer/pg-client.js';
 import { TlsHandshakeError, TlsSettingsError } from '../../src/proposer/tls-client.js';
 import { pgTempDir, startCluster } from '../helpers/pg.js';
-import { forPostgres, makeCa, makeLeaf } from '../helpers/tls-certs.js';
+import { forPostgres, makeCa, makeServerCert } from '../helpers/tls.js';
 
 const dir = pgTempDir('wk-tls-');
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const ca = makeCa(dir, 'ca');
 const otherCa = makeCa(dir, 'other-ca');
-const server = forPostgres(makeLeaf(dir, ca, 'server', { cn: 'localhost', dns: ['localhost'], ips: ['127.0.0.1'] }));
-const client = makeLeaf(dir, ca, 'certuser', { cn: 'certuser' });
+const server = forPostgres(makeServerCert(dir, ca, 'server'));
+// Its CN is the user name clientcert=verify-full checks.
+const client = makeServerCert(dir, ca, 'certuser');
 
 const tlsPrimary = await startCluster(t, {
   conf: { ssl: 'on', ssl_cert_file: server.cert, ssl_key_file: server.key, ssl_ca_file: ca.cert },

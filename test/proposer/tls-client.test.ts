@@ -13,12 +13,12 @@ import { PgServerError } from '../../src/proposer/frontend-connection.js';
 import { PgClient } from '../../src/proposer/pg-client.js';
 import { retryWithout, TlsHandshakeError, tlsAttempts, tlsConnectOptions, TlsSettingsError, type TlsClientSettings } from '../../src/proposer/tls-client.js';
 import { pgTempDir } from '../helpers/pg.js';
-import { makeCa, makeLeaf } from '../helpers/tls-certs.js';
+import { makeCa, makeServerCert } from '../helpers/tls.js';
 
 const dir = pgTempDir('wk-tls-unit-');
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const ca = makeCa(dir, 'ca');
-const leaf = makeLeaf(dir, ca, 'leaf', { cn: 'client' });
+const leaf = makeServerCert(dir, ca, 'leaf');
 
 t.test('connection strings: libpq TLS keys and their environment fallbacks', async (t) => {
   t.same(resolveConnString('host=h', {}).tls, { mode: 'prefer' }, "libpq's default sslmode");

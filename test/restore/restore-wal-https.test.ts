@@ -12,14 +12,14 @@ import { silentLogger } from '../../src/log.js';
 import { segmentFileName } from '../../src/lsn.js';
 import { realWal, runCli, tempDir } from '../daemon/helpers.js';
 import { electProposer, pushWal, TENANT, TIMELINE } from '../http/helpers.js';
-import { makeCa, makeLeaf } from '../helpers/tls-certs.js';
+import { makeCa, makeServerCert } from '../helpers/tls.js';
 
 t.test('restore-wal from a safekeeper over HTTPS', async (t) => {
   const wal = await realWal(t);
   const dir = tempDir(t, 'wk-restore-https-');
   const ca = makeCa(dir, 'ca');
   const otherCa = makeCa(dir, 'other-ca');
-  const server = makeLeaf(dir, ca, 'server', { cn: 'localhost', dns: ['localhost'], ips: ['127.0.0.1'] });
+  const server = makeServerCert(dir, ca, 'server');
   const daemon = await Daemon.start({
     dataDir: join(dir, 'data'),
     createDataDir: true,
