@@ -29,7 +29,8 @@ export const SAFEKEEPER_TLS_OPTIONS = {
 } as const;
 
 export const SAFEKEEPER_TLS_HELP = `  --safekeeper-sslmode MODE  TLS towards the safekeepers, as libpq's sslmode:
-                             ${SSL_MODES.join(', ')} (default ${DEFAULT_SSLMODE})
+                             ${SSL_MODES.slice(0, 3).join(', ')},
+                             ${SSL_MODES.slice(3).join(', ')} (default ${DEFAULT_SSLMODE})
   --safekeeper-sslrootcert F CA certificate(s) to verify the safekeepers with
   --safekeeper-sslcert F     client certificate to present to the safekeepers
   --safekeeper-sslkey F      its private key (mode 0600)
