@@ -28,7 +28,7 @@ import {
 } from '../pq/frontend.js';
 import { describeTarget } from './connstr.js';
 import { SCRAM_SHA_256, ScramClient, saslInitialResponse, saslResponse } from './scram.js';
-import { negotiateTls, retryWithout, tlsAttempts, type TlsClientSettings } from './tls-client.js';
+import { negotiateTls, tryTheOtherWay, tlsAttempts, type TlsClientSettings } from './tls-client.js';
 
 export interface QueryResult {
   fields: string[];
@@ -112,7 +112,7 @@ export abstract class FrontendConnection {
       try {
         return await conn.start(params, attempts[i]);
       } catch (err) {
-        if (i + 1 >= attempts.length || !retryWithout(target.tls, conn.usedTls, err, err instanceof PgServerError)) throw err;
+        if (i + 1 >= attempts.length || !tryTheOtherWay(target.tls, conn.usedTls, err, err instanceof PgServerError)) throw err;
       }
     }
   }

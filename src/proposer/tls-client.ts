@@ -89,7 +89,7 @@ export function tlsAttempts(s: TlsClientSettings | undefined, host: string): rea
 }
 
 /** Whether an attempt that failed with `err` is followed by the next one (libpq: a refused start-up under allow/prefer, a failed handshake under prefer). */
-export function retryWithout(s: TlsClientSettings | undefined, usedTls: boolean, err: unknown, serverRefused: boolean): boolean {
+export function tryTheOtherWay(s: TlsClientSettings | undefined, usedTls: boolean, err: unknown, serverRefused: boolean): boolean {
   if (!s) return false;
   if (s.mode === 'allow') return !usedTls && serverRefused;
   if (s.mode === 'prefer') return err instanceof TlsHandshakeError || (usedTls && serverRefused);

@@ -11,7 +11,7 @@ import { errorResponse } from '../../src/pq/backend.js';
 import { ConnStringError, parseConnString, resolveConnString } from '../../src/proposer/connstr.js';
 import { PgServerError } from '../../src/proposer/frontend-connection.js';
 import { PgClient } from '../../src/proposer/pg-client.js';
-import { retryWithout, TlsHandshakeError, tlsAttempts, tlsConnectOptions, TlsSettingsError, type TlsClientSettings } from '../../src/proposer/tls-client.js';
+import { tryTheOtherWay, TlsHandshakeError, tlsAttempts, tlsConnectOptions, TlsSettingsError, type TlsClientSettings } from '../../src/proposer/tls-client.js';
 import { pgTempDir } from '../helpers/pg.js';
 import { makeCa, makeServerCert } from '../helpers/tls.js';
 
@@ -51,13 +51,13 @@ t.test('attempts and retries: libpq allow and prefer', async (t) => {
   t.same(tlsAttempts(s('verify-full'), 'h'), [true]);
   t.same(tlsAttempts(s('verify-full'), '/run/pg'), [false], 'no TLS over a Unix socket');
   const refused = new PgServerError({ S: 'FATAL', C: '28000', M: 'no pg_hba.conf entry' });
-  t.equal(retryWithout(s('prefer'), false, new TlsHandshakeError('x'), false), true, 'prefer: a failed handshake');
-  t.equal(retryWithout(s('prefer'), true, refused, true), true, 'prefer: refused over TLS');
-  t.equal(retryWithout(s('prefer'), false, refused, true), false, 'prefer: refused in plaintext (the server said N)');
-  t.equal(retryWithout(s('allow'), false, refused, true), true, 'allow: refused in plaintext');
-  t.equal(retryWithout(s('allow'), true, refused, true), false);
-  t.equal(retryWithout(s('require'), true, new TlsHandshakeError('x'), false), false);
-  t.equal(retryWithout(s('prefer'), true, new Error('connect ECONNREFUSED'), false), false, 'an unreachable server is not retried');
+  t.equal(tryTheOtherWay(s('prefer'), false, new TlsHandshakeError('x'), false), true, 'prefer: a failed handshake');
+  t.equal(tryTheOtherWay(s('prefer'), true, refused, true), true, 'prefer: refused over TLS');
+  t.equal(tryTheOtherWay(s('prefer'), false, refused, true), false, 'prefer: refused in plaintext (the server said N)');
+  t.equal(tryTheOtherWay(s('allow'), false, refused, true), true, 'allow: refused in plaintext');
+  t.equal(tryTheOtherWay(s('allow'), true, refused, true), false);
+  t.equal(tryTheOtherWay(s('require'), true, new TlsHandshakeError('x'), false), false);
+  t.equal(tryTheOtherWay(s('prefer'), true, new Error('connect ECONNREFUSED'), false), false, 'an unreachable server is not retried');
 });
 
 t.test('what is verified, and the files', async (t) => {
