@@ -11,7 +11,11 @@
 import { HistoryParseError, parseHistory } from '../replication/history.js';
 import { HISTORY_NAME, verifySegment, walFileKind, WalFileCheckError } from '../wal/verify-segment.js';
 import { decodeObject, objectKey, ObjectFormatError, sha256Hex } from './object-format.js';
+import { httpGet, type HttpGetResult } from './http-get.js';
 import { RemoteStorageError, type RemoteStorage } from './remote-storage.js';
+
+/** OpenSSL's verification codes and Node's host-name check, as error codes. */
+const CERTIFICATE_PROBLEM = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS_CERT_ALTNAME_INVALID/;
 
 /** Why a source could not give an answer. */
 export type ProblemKind = 'transient' | 'corrupt' | 'refused';
@@ -66,43 +70,52 @@ export class ArchiveSource implements WalFileSource {
   }
 }
 
-/** A safekeeper's `GET /v1/tenant/:t/timeline/:tl/file/:name`. */
+/** A safekeeper's `GET /v1/tenant/:t/timeline/:tl/file/:name`, over http or https. */
 export class SafekeeperSource implements WalFileSource {
   readonly description: string;
 
   constructor(
-    private readonly address: string,
+    /** http://HOST:PORT or https://HOST:PORT */
+    private readonly baseUrl: string,
     private readonly tenantId: string,
     private readonly timelineId: string,
     private readonly token: string | undefined,
+    /** https: the CA certificates (PEM) to check the safekeeper's certificate with, instead of the system's. */
+    private readonly ca?: Buffer,
     private readonly timeoutMs = 60_000,
   ) {
-    this.description = `safekeeper ${address}`;
+    this.description = `safekeeper ${baseUrl}`;
   }
 
   async fetch(name: string, signal?: AbortSignal): Promise<Buffer | null> {
-    const url = `http://${this.address}/v1/tenant/${this.tenantId}/timeline/${this.timelineId}/file/${name}`;
+    const url = `${this.baseUrl}/v1/tenant/${this.tenantId}/timeline/${this.timelineId}/file/${name}`;
     const timeout = AbortSignal.timeout(this.timeoutMs);
-    let res: Response;
-    let body: Buffer;
+    let res: HttpGetResult;
     try {
-      res = await fetch(url, {
+      res = await httpGet(url, {
         headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+        ca: this.ca,
       });
-      body = Buffer.from(await res.arrayBuffer());
     } catch (err) {
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      const why = timeout.aborted ? `no answer within ${this.timeoutMs / 1000} s` : (cause?.code ?? cause?.message ?? (err as Error).message);
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      // A certificate that does not check out will not check out on a retry either.
+      if (CERTIFICATE_PROBLEM.test(code)) {
+        // Node's advice about system CAs is beside the point when the CA was named.
+        const why = this.ca ? (err as Error).message.replace(/; if the root CA is installed locally.*$/s, '') : (err as Error).message;
+        throw new SourceProblem('refused', `${this.description}: TLS: ${why}`);
+      }
+      const why = timeout.aborted ? `no answer within ${this.timeoutMs / 1000} s` : code || (err as Error).message;
       throw new SourceProblem('transient', `${this.description}: ${why}`);
     }
+    const { body } = res;
     if (res.status === 404) return null;
     if (res.status !== 200) {
       const kind: ProblemKind = res.status >= 500 || res.status === 429 ? 'transient' : 'refused';
       throw new SourceProblem(kind, `${this.description}: HTTP ${res.status}${errorMessage(body)}`);
     }
-    const want = res.headers.get('x-walkeeper-sha256');
-    if (!want) throw new SourceProblem('corrupt', `${this.description}: ${name} came without an x-walkeeper-sha256 header`);
+    const want = res.headers['x-walkeeper-sha256'];
+    if (typeof want !== 'string' || want === '') throw new SourceProblem('corrupt', `${this.description}: ${name} came without an x-walkeeper-sha256 header`);
     const got = sha256Hex(body);
     if (got !== want.toLowerCase()) throw new SourceProblem('corrupt', `${this.description}: ${name} has SHA-256 ${got}, the server says ${want}`);
     return body;

@@ -10,6 +10,7 @@ import { CommandError, UsageError } from './errors.js';
 import { parseSize } from './units.js';
 import { parseCommandLine, showHelp } from './options.js';
 import { parseListenAddress } from './run.js';
+import { SAFEKEEPER_TLS_HELP, SAFEKEEPER_TLS_OPTIONS, safekeeperTls, usable } from './tls-options.js';
 
 export const DEFAULT_SLOT = 'walkeeper';
 export const DEFAULT_APPLICATION_NAME = 'walkeeper';
@@ -25,7 +26,9 @@ returns only once its WAL is on a quorum of safekeepers.
 
 options:
   --primary CONNSTR          libpq connection string or URI of the primary
-                             (e.g. "host=127.0.0.1 port=5432 user=postgres")
+                             (e.g. "host=db1 user=postgres sslmode=verify-full
+                             sslrootcert=ca.crt"); TLS as libpq's sslmode,
+                             sslrootcert, sslcert, sslkey say (default prefer)
   --safekeepers LIST         comma-separated HOST:PORT of every safekeeper's
                              PostgreSQL-protocol port
   --tenant ID                tenant id, 32 hex digits
@@ -38,7 +41,7 @@ options:
                              the segment holding the primary's current position)
   --max-buffer SIZE          WAL kept in memory, e.g. 64MB (default 64MB)
   --safekeeper-token-file F  password/token to present to the safekeepers
-  -h, --help                 show this help
+${SAFEKEEPER_TLS_HELP}  -h, --help                 show this help
 
 Exits 0 after SIGINT/SIGTERM, 1 when it cannot go on (another proposer took
 over the timeline, the primary switched timelines, ...), 2 on bad usage.
@@ -47,7 +50,7 @@ over the timeline, the primary switched timelines, ...), 2 on bad usage.
 /** What the command line sets; the rest of the proposer's options keep their defaults. */
 export type ProposeOptions = Pick<
   QuorumProposerOptions,
-  'primary' | 'safekeepers' | 'tenantId' | 'timelineId' | 'slot' | 'applicationName' | 'startLsn' | 'maxBufferBytes' | 'safekeeperPassword'
+  'primary' | 'safekeepers' | 'tenantId' | 'timelineId' | 'slot' | 'applicationName' | 'startLsn' | 'maxBufferBytes' | 'safekeeperPassword' | 'safekeeperTls'
 >;
 
 const HEX32 = /^[0-9a-fA-F]{32}$/;
@@ -66,6 +69,7 @@ export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
       startLsn: { names: ['--start-lsn'], value: true },
       maxBuffer: { names: ['--max-buffer'], value: true },
       safekeeperTokenFile: { names: ['--safekeeper-token-file'], value: true },
+      ...SAFEKEEPER_TLS_OPTIONS,
     },
   });
   if (parsed === 'help') return 'help';
@@ -77,6 +81,7 @@ export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
     if (err instanceof ConnStringError) throw new UsageError(`--primary: ${err.message}`);
     throw err;
   }
+  usable(primary.tls, '--primary');
   const safekeepers = got.safekeepers
     .split(',')
     .map((s) => s.trim())
@@ -103,6 +108,7 @@ export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
     timelineId: got.timeline.toLowerCase(),
     slot,
     applicationName,
+    safekeeperTls: safekeeperTls(got),
   };
   if (got.startLsn !== undefined) {
     try {

@@ -37,7 +37,8 @@ export const DEFAULT_PREFETCH = 8;
 
 const USAGE = `usage: walkeeper restore-wal FILE PATH --tenant ID --timeline ID
            [--remote-storage URL [--remote-storage-endpoint URL]]
-           [--safekeepers HOST:PORT,...] [--auth-token-file F] [--prefetch N]
+           [--safekeepers [https://]HOST:PORT,... [--sslrootcert F]]
+           [--auth-token-file F] [--prefetch N]
 
 Fetch WAL file FILE (a segment or a NNNNNNNN.history file) of the timeline
 and write it to PATH: PostgreSQL's restore_command, e.g.
@@ -46,7 +47,10 @@ and write it to PATH: PostgreSQL's restore_command, e.g.
   --tenant ID, --timeline ID      the timeline (32 hex digits each)
   --remote-storage URL            the archive: s3://BUCKET[/PREFIX] or file:///DIR
   --remote-storage-endpoint URL   an S3-compatible server (path-style requests)
-  --safekeepers HOST:PORT,...     safekeepers' HTTP admin addresses, asked after the archive
+  --safekeepers HOST:PORT,...     safekeepers' HTTP admin addresses, asked after the archive;
+                                  https://HOST:PORT for a safekeeper serving HTTPS
+  --sslrootcert F                 CA certificate(s) to check https safekeepers with
+                                  (default: Node's bundled CA list)
   --auth-token-file F             send the token in F as "Authorization: Bearer" to safekeepers
   --prefetch N                    fetch the next N segments in the background (default ${DEFAULT_PREFETCH}, 0: off)
   -h, --help                      show this help
@@ -65,6 +69,7 @@ export interface RestoreWalArgs {
   remoteStorageEndpoint?: string;
   safekeepers: string[];
   authTokenFile?: string;
+  sslRootCert?: string;
   prefetch: number;
   /** Internal: run as the background prefetcher, for segments of this size. */
   prefetchWorker?: number;
@@ -75,15 +80,18 @@ function parseIdOption(text: string, option: string): string {
   return text.toLowerCase();
 }
 
-const ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$/;
+const ADDRESS = /^(https?:\/\/)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$/;
 
+/** The safekeepers' base URLs: HOST:PORT means http. */
 function parseSafekeepers(text: string, option: string): string[] {
-  const list = text.split(',').map((s) => s.trim());
-  for (const a of list) {
+  return text.split(',').map((s) => {
+    const a = s.trim();
     const m = ADDRESS.exec(a);
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new UsageError(`invalid address "${a}" in ${option}: expected HOST:PORT (the safekeeper's HTTP port)`);
-  }
-  return list;
+    if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) {
+      throw new UsageError(`invalid address "${a}" in ${option}: expected HOST:PORT or https://HOST:PORT (the safekeeper's HTTP port)`);
+    }
+    return m[1] ? a : `http://${a}`;
+  });
 }
 
 function parseCount(text: string, option: string): number {
@@ -108,6 +116,7 @@ export function parseRestoreWalArgs(argv: string[]): RestoreWalArgs | 'help' {
       remoteStorageEndpoint: { names: ['--remote-storage-endpoint'], value: true },
       safekeepers: { names: ['--safekeepers'], value: true, parse: parseSafekeepers },
       authTokenFile: { names: ['--auth-token-file'], value: true },
+      sslRootCert: { names: ['--sslrootcert'], value: true },
       prefetch: { names: ['--prefetch'], value: true, parse: parseCount },
       prefetchWorker: { names: ['--prefetch-worker'], value: true, parse: parseSegSize },
     },
@@ -119,6 +128,7 @@ export function parseRestoreWalArgs(argv: string[]): RestoreWalArgs | 'help' {
   if (o.remoteStorage === undefined && o.safekeepers === undefined) throw new UsageError('give --remote-storage URL and/or --safekeepers HOST:PORT,... (where to fetch from)');
   if (o.remoteStorageEndpoint !== undefined && o.remoteStorage === undefined) throw new UsageError('--remote-storage-endpoint needs --remote-storage');
   if (o.authTokenFile !== undefined && o.safekeepers === undefined) throw new UsageError('--auth-token-file applies to --safekeepers only');
+  if (o.sslRootCert !== undefined && !(o.safekeepers ?? []).some((s) => s.startsWith('https:'))) throw new UsageError('--sslrootcert applies to https:// safekeepers only');
   return {
     file,
     path,
@@ -128,6 +138,7 @@ export function parseRestoreWalArgs(argv: string[]): RestoreWalArgs | 'help' {
     remoteStorageEndpoint: o.remoteStorageEndpoint,
     safekeepers: o.safekeepers ?? [],
     authTokenFile: o.authTokenFile,
+    sslRootCert: o.sslRootCert,
     prefetch: o.prefetch ?? DEFAULT_PREFETCH,
     prefetchWorker: o.prefetchWorker,
   };
@@ -153,6 +164,16 @@ function readToken(file: string): string {
   return token;
 }
 
+/** A CA file that cannot be read is a broken restore_command: recovery stops. */
+async function readRootCert(path: string): Promise<Buffer> {
+  const { readPem } = await import('../proposer/tls-client.js');
+  try {
+    return readPem(path, 'root certificate');
+  } catch (err) {
+    throw new RestoreError(EXIT_USAGE, `--sslrootcert: ${(err as Error).message}`);
+  }
+}
+
 async function openSources(args: RestoreWalArgs): Promise<{ sources: WalFileSource[]; storage?: RemoteStorage }> {
   const { ArchiveSource, SafekeeperSource } = await import('../archive/fetch.js');
   const { openRemoteStorage } = await import('../archive/open.js');
@@ -167,7 +188,8 @@ async function openSources(args: RestoreWalArgs): Promise<{ sources: WalFileSour
     sources.push(new ArchiveSource(storage, args.tenantId, args.timelineId));
   }
   const token = args.authTokenFile !== undefined ? readToken(args.authTokenFile) : undefined;
-  for (const a of args.safekeepers) sources.push(new SafekeeperSource(a, args.tenantId, args.timelineId, token));
+  const ca = args.sslRootCert !== undefined ? await readRootCert(args.sslRootCert) : undefined;
+  for (const a of args.safekeepers) sources.push(new SafekeeperSource(a, args.tenantId, args.timelineId, token, ca));
   return { sources, storage };
 }
 

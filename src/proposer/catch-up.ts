@@ -8,6 +8,7 @@ import { MAX_WAL_PER_REQUEST } from '../protocol/layout.js';
 import { decodeServerCopyData, encodeStatusUpdate, pgNow, RECOVERY_APPLICATION_NAME } from '../pq/streaming.js';
 import { PgServerError } from './client.js';
 import { PgClient } from './pg-client.js';
+import type { TlsClientSettings } from './tls-client.js';
 
 /** The safekeeper being caught up. */
 export interface CatchUpTarget {
@@ -32,6 +33,7 @@ export interface CatchUpSettings {
   readonly tenantId: string;
   readonly timelineId: string;
   readonly password: string | undefined;
+  readonly tls: TlsClientSettings | undefined;
   /** WAL bytes in flight to one safekeeper. */
   readonly windowBytes: number;
 }
@@ -76,6 +78,7 @@ export class CatchUp {
         user: 'walproposer',
         database: 'replication',
         password: settings.password,
+        tls: settings.tls,
         replication: true,
         applicationName: RECOVERY_APPLICATION_NAME,
         params: { ztenantid: settings.tenantId, ztimelineid: settings.timelineId },

@@ -15,6 +15,7 @@ import {
 import { zeroNodeId } from '../protocol/node-id.js';
 import type { NodeId, RequestVote, SafeKeeperInfo, SafeKeeperRequest, SafeKeeperResponse, ServerInfo } from '../protocol/types.js';
 import { FrontendConnection, type CopyState, type PgServerError, type Waiter } from './frontend-connection.js';
+import type { TlsClientSettings } from './tls-client.js';
 
 export { PgServerError, type QueryResult } from './frontend-connection.js';
 
@@ -32,6 +33,8 @@ export interface ProposerConnectOptions {
   user?: string;
   /** Limit on TCP connect + startup until ReadyForQuery (default 10 s). */
   connectTimeoutMs?: number;
+  /** TLS towards the safekeeper (libpq's sslmode etc.); none when absent. */
+  tls?: TlsClientSettings;
 }
 
 /** What the next CopyData from the server answers. */
@@ -55,7 +58,7 @@ export class ProposerClient extends FrontendConnection {
   private streamEndListeners: ((reason: Error) => void)[] = [];
 
   private constructor(opts: ProposerConnectOptions) {
-    super({ host: opts.host, port: opts.port, user: opts.user ?? 'walproposer', password: opts.password, connectTimeoutMs: opts.connectTimeoutMs });
+    super({ host: opts.host, port: opts.port, user: opts.user ?? 'walproposer', password: opts.password, connectTimeoutMs: opts.connectTimeoutMs, tls: opts.tls });
   }
 
   /** Connect, send the StartupMessage (ztenantid/ztimelineid), authenticate, wait for ReadyForQuery. */
@@ -65,7 +68,7 @@ export class ProposerClient extends FrontendConnection {
     }
     const params: Record<string, string> = { ztenantid: opts.tenantId.toLowerCase(), ztimelineid: opts.timelineId.toLowerCase() };
     if (opts.applicationName !== undefined) params.application_name = opts.applicationName;
-    return new ProposerClient(opts).start(params);
+    return FrontendConnection.establish(opts, () => new ProposerClient(opts), params);
   }
 
   /** Send START_WAL_PUSH and wait for CopyBothResponse. */

@@ -2,8 +2,10 @@
 // `key=value` pairs (values may be single-quoted, with \' and \\ escapes)
 // or a `postgres://user:password@host:port/dbname?key=value` URI, with
 // libpq's environment fallbacks (PGHOST, PGPORT, PGUSER, PGPASSWORD,
-// PGDATABASE). Only what a plain TCP or Unix-socket connection needs is
-// understood; TLS is refused with a clear message instead of being ignored.
+// PGDATABASE) and TLS as libpq's sslmode, sslrootcert, sslcert and sslkey
+// say (tls-client.ts). Other libpq options that would change how the
+// connection is secured are refused with a clear message instead of being
+// ignored.
 //
 // Not node-postgres's pg-connection-string: it has no key/value parser
 // (`host=h port=5` becomes a URL relative to "postgres://base"), and for
@@ -12,6 +14,7 @@
 // sslcert/sslkey/sslrootcert while parsing, and warns or throws its own
 // messages for sslmode. libpq decodes every escape; so does this.
 import { userInfo } from 'node:os';
+import { TlsSettingsError, tlsFromConnParams, type TlsClientSettings } from './tls-client.js';
 
 export class ConnStringError extends Error {
   override readonly name = 'ConnStringError';
@@ -29,6 +32,10 @@ export interface ConnTarget {
   /** The `options` startup parameter (e.g. "-c ztimelineid=..."). */
   options?: string;
   connectTimeoutMs?: number;
+  /** sslmode and the certificate files (libpq's default sslmode: prefer). */
+  tls: TlsClientSettings;
+  /** The name the server's certificate must carry under verify-full when it differs from `host` (host given with hostaddr). */
+  serverName?: string;
 }
 
 const KNOWN = new Set([
@@ -42,6 +49,9 @@ const KNOWN = new Set([
   'options',
   'connect_timeout',
   'sslmode',
+  'sslrootcert',
+  'sslcert',
+  'sslkey',
   'replication',
   'fallback_application_name',
   'client_encoding',
@@ -53,6 +63,9 @@ const KNOWN = new Set([
   'gssencmode',
   'passfile',
 ]);
+
+/** libpq options about TLS that are not implemented: refused, so that nothing is silently less secure than asked. */
+const UNSUPPORTED = new Set(['sslcrl', 'sslcrldir', 'sslpassword', 'sslsni', 'sslcompression', 'ssl_min_protocol_version', 'ssl_max_protocol_version', 'requirepeer', 'gsslib', 'krbsrvname']);
 
 /** Split `key=value ...` into pairs. */
 function parseKeyValue(text: string): Record<string, string> {
@@ -116,6 +129,7 @@ export function parseConnString(text: string): Record<string, string> {
   const t = text.trim();
   const pairs = /^postgres(ql)?:\/\//.test(t) ? parseUri(t) : parseKeyValue(t);
   for (const k of Object.keys(pairs)) {
+    if (UNSUPPORTED.has(k)) throw new ConnStringError(`connection option "${k}" is not supported`);
     if (!KNOWN.has(k)) throw new ConnStringError(`invalid connection option "${k}"`);
   }
   return pairs;
@@ -124,11 +138,15 @@ export function parseConnString(text: string): Record<string, string> {
 /** A connection string resolved to a target, with libpq's defaults and environment fallbacks. */
 export function resolveConnString(text: string, env: NodeJS.ProcessEnv = process.env): ConnTarget {
   const p = parseConnString(text);
-  const sslmode = p.sslmode ?? env.PGSSLMODE;
-  if (sslmode && !['disable', 'allow', 'prefer'].includes(sslmode)) {
-    throw new ConnStringError(`sslmode=${sslmode} is not supported: walkeeper connects without TLS (use sslmode=disable or prefer)`);
+  let tls: TlsClientSettings;
+  try {
+    tls = tlsFromConnParams(p, env);
+  } catch (err) {
+    if (err instanceof TlsSettingsError) throw new ConnStringError(err.message);
+    throw err;
   }
-  const host = p.hostaddr || p.host || env.PGHOST || 'localhost';
+  const name = p.host || env.PGHOST || 'localhost';
+  const host = p.hostaddr || name;
   if (host.includes(',')) throw new ConnStringError(`several hosts ("${host}") are not supported: name one primary`);
   const portText = p.port || env.PGPORT || '5432';
   const port = Number(portText);
@@ -141,7 +159,8 @@ export function resolveConnString(text: string, env: NodeJS.ProcessEnv = process
       user = 'postgres';
     }
   }
-  const target: ConnTarget = { host, port, user, database: p.dbname || env.PGDATABASE || user };
+  const target: ConnTarget = { host, port, user, database: p.dbname || env.PGDATABASE || user, tls };
+  if (name !== host && !name.startsWith('/')) target.serverName = name;
   const password = p.password ?? env.PGPASSWORD;
   if (password !== undefined) target.password = password;
   if (p.application_name) target.applicationName = p.application_name;

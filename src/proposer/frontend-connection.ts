@@ -1,5 +1,6 @@
 // What the proposer's PostgreSQL frontends share: connecting (TCP or Unix
-// socket) under a time limit, the StartupMessage, answering authentication
+// socket, TLS as libpq's sslmode says, tls-client.ts) under a time limit,
+// the StartupMessage, answering authentication
 // (cleartext, MD5, SCRAM-SHA-256), ParameterStatus/BackendKeyData/notices,
 // ErrorResponse → PgServerError, simple queries one at a time, opening
 // COPY BOTH, and tearing everything down when the socket closes. A subclass
@@ -27,6 +28,7 @@ import {
 } from '../pq/frontend.js';
 import { describeTarget } from './connstr.js';
 import { SCRAM_SHA_256, ScramClient, saslInitialResponse, saslResponse } from './scram.js';
+import { negotiateTls, tryTheOtherWay, tlsAttempts, type TlsClientSettings } from './tls-client.js';
 
 export interface QueryResult {
   fields: string[];
@@ -63,8 +65,12 @@ export interface FrontendTarget {
   port: number;
   user: string;
   password?: string;
-  /** Limit on connect + startup until ReadyForQuery (default 10 s). */
+  /** Limit on connect + startup until ReadyForQuery (default 10 s), per attempt. */
   connectTimeoutMs?: number;
+  /** TLS as libpq's sslmode etc. say; none when absent. */
+  tls?: TlsClientSettings;
+  /** The name the server's certificate must carry under sslmode=verify-full (default: host). */
+  serverName?: string;
 }
 
 export abstract class FrontendConnection {
@@ -73,7 +79,10 @@ export abstract class FrontendConnection {
   backendKey: { pid: number; secret: number } | null = null;
 
   protected state: ConnState = 'startup';
-  protected readonly socket: Socket;
+  /** The plain socket, then the TLS one once the handshake is done; set by start(). */
+  protected socket!: Socket;
+  /** Whether this attempt speaks TLS (after the handshake). */
+  private usedTls = false;
   /** The query that should answer with CopyBothResponse; a subclass decides how its failure is reported. */
   protected copyStart: Waiter<void> | null = null;
   /** Why the connection is gone. */
@@ -89,13 +98,23 @@ export abstract class FrontendConnection {
     private readonly target: FrontendTarget,
     /** Where a missing password should come from, for the error that says so. */
     private readonly passwordHint = '',
-  ) {
-    const { host, port } = target;
-    this.socket = host.startsWith('/') ? netConnect({ path: `${host}/.s.PGSQL.${port}` }) : netConnect({ host, port });
-    this.socket.setNoDelay(true);
-    this.socket.on('data', (chunk) => this.onData(chunk));
-    this.socket.on('error', (e) => (this.socketError = e));
-    this.socket.on('close', () => this.onSocketClose());
+  ) {}
+
+  /**
+   * Open a connection made by `make` (a fresh one per attempt) and start it
+   * up with `params`: over TLS or not, retried the other way when libpq
+   * would (sslmode allow and prefer).
+   */
+  protected static async establish<C extends FrontendConnection>(target: Pick<FrontendTarget, 'host' | 'tls'>, make: () => C, params: Record<string, string>): Promise<C> {
+    const attempts = tlsAttempts(target.tls, target.host);
+    for (let i = 0; ; i++) {
+      const conn = make();
+      try {
+        return await conn.start(params, attempts[i]);
+      } catch (err) {
+        if (i + 1 >= attempts.length || !tryTheOtherWay(target.tls, conn.usedTls, err, err instanceof PgServerError)) throw err;
+      }
+    }
   }
 
   get where(): string {
@@ -110,7 +129,11 @@ export abstract class FrontendConnection {
    * Send the StartupMessage (`user` first, then `params`) once connected;
    * resolves at the first ReadyForQuery. Failure or the time limit destroys the socket.
    */
-  protected start(params: Record<string, string>): Promise<this> {
+  private start(params: Record<string, string>, tls: boolean): Promise<this> {
+    const { host, port } = this.target;
+    const raw = host.startsWith('/') ? netConnect({ path: `${host}/.s.PGSQL.${port}` }) : netConnect({ host, port });
+    raw.setNoDelay(true);
+    this.watch(raw);
     const timeoutMs = this.target.connectTimeoutMs ?? 10_000;
     return new Promise<this>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -128,8 +151,36 @@ export abstract class FrontendConnection {
           reject(e);
         },
       };
-      this.socket.once('connect', () => this.socket.write(startupMessage({ user: this.target.user, ...params })));
+      const begin = (socket: Socket, serverSpoke: boolean): void => {
+        if (socket !== this.socket) this.watch(socket);
+        socket.on('data', (chunk) => this.onData(chunk));
+        socket.resume();
+        if (!serverSpoke) socket.write(startupMessage({ user: this.target.user, ...params }));
+      };
+      raw.once('connect', () => {
+        if (!tls || !this.target.tls) return begin(raw, false);
+        negotiateTls(raw, this.target.tls, this.target.serverName ?? host, this.where).then(
+          (n) => {
+            if (this.state === 'closed') {
+              n.socket.destroy();
+              return;
+            }
+            this.usedTls = n.socket !== raw;
+            begin(n.socket, n.kind === 'error');
+          },
+          (err: Error) => {
+            this.fail(err);
+            raw.destroy();
+          },
+        );
+      });
     });
+  }
+
+  private watch(socket: Socket): void {
+    this.socket = socket;
+    socket.on('error', (e) => (this.socketError = e));
+    socket.on('close', () => this.onSocketClose());
   }
 
   /** A simple query; queries run one at a time, in call order. */

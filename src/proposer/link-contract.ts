@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { Lsn } from '../lsn.js';
 import type { NodeId, ServerInfo } from '../protocol/types.js';
 import type { CatchUpSource, CatchUpTarget } from './catch-up.js';
+import type { TlsClientSettings } from './tls-client.js';
 import type { WalWindow } from './wal-window.js';
 
 /** Fixed for the proposer's lifetime. */
@@ -13,6 +14,8 @@ export interface LinkSettings {
   readonly tenantId: string;
   readonly timelineId: string;
   readonly password: string | undefined;
+  /** TLS towards every safekeeper (the WAL push sessions and the recovery streams). */
+  readonly tls: TlsClientSettings | undefined;
   /** WAL bytes in flight to one safekeeper. */
   readonly windowBytes: number;
   /** Requests in flight to one safekeeper when fed from memory (WAL arriving meanwhile goes into the next one). */

@@ -7,8 +7,11 @@
 import { BackendTag, copyData, copyDone, decodeDataRow, decodeRowDescription } from '../pq/frontend.js';
 import type { ConnTarget } from './connstr.js';
 import { FrontendConnection, type CopyState, type PgServerError } from './frontend-connection.js';
+import type { TlsClientSettings } from './tls-client.js';
 
-export interface PgClientOptions extends ConnTarget {
+export interface PgClientOptions extends Omit<ConnTarget, 'tls'> {
+  /** TLS as libpq's sslmode etc. say; none when absent. */
+  tls?: TlsClientSettings;
   /** Open a physical replication connection (replication=true). */
   replication?: boolean;
   /** More startup parameters (ztenantid, ztimelineid, ...). */
@@ -47,7 +50,7 @@ export class PgClient extends FrontendConnection {
     if (opts.applicationName !== undefined) params.application_name = opts.applicationName;
     if (opts.options !== undefined) params.options = opts.options;
     Object.assign(params, opts.params ?? {});
-    return new PgClient(opts).start(params);
+    return FrontendConnection.establish(opts, () => new PgClient(opts), params);
   }
 
   /** Called once when the connection is gone (after close() too). */

@@ -39,6 +39,7 @@ import { PrimaryStream } from './primary-stream.js';
 import type { LinkEvents } from './link-contract.js';
 import type { PrimaryConnection } from './primary.js';
 import { SafekeeperLink, type SafekeeperAddress } from './safekeeper.js';
+import type { TlsClientSettings } from './tls-client.js';
 
 export { LostLeadershipError, ProposerFatalError } from './errors.js';
 export type { SafekeeperAddress } from './safekeeper.js';
@@ -70,6 +71,8 @@ export interface QuorumProposerOptions {
   backoffMaxMs?: number;
   /** Password (or token) for the safekeepers, if they ask for one. */
   safekeeperPassword?: string;
+  /** TLS towards the safekeepers (libpq's sslmode etc.); none when absent. */
+  safekeeperTls?: TlsClientSettings;
   log: Logger;
 }
 
@@ -134,6 +137,7 @@ export class QuorumProposer implements LinkEvents {
       tenantId: opts.tenantId.toLowerCase(),
       timelineId: opts.timelineId.toLowerCase(),
       password: opts.safekeeperPassword,
+      tls: opts.safekeeperTls,
       windowBytes: opts.windowBytes ?? 8 << 20,
       pipelineDepth: opts.pipelineDepth ?? 1,
       backoffMs: backoff,

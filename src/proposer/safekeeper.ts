@@ -95,6 +95,7 @@ export class SafekeeperLink implements ElectionMember {
       timelineId: settings.timelineId,
       applicationName: PROPOSER_APP,
       password: settings.password,
+      tls: settings.tls,
       connectTimeoutMs: 5000,
     });
     try {

@@ -18,6 +18,8 @@ export interface ClusterOptions {
   dataDir?: string;
   /** Keep the temp dir after stop (debugging). */
   keep?: boolean;
+  /** Lines that replace pg_hba.conf (e.g. hostssl only). */
+  hba?: string[];
 }
 
 /** Something with a teardown hook: a tap Test. */
@@ -124,6 +126,11 @@ export async function startCluster(t: Teardownable, opts: ClusterOptions = {}): 
   const confPath = join(dataDir, 'postgresql.auto.conf');
   writeFileSync(confPath, (existsSync(confPath) ? readFileSync(confPath, 'utf8') : '') + confText(conf));
   chownToPg(confPath);
+  if (opts.hba) {
+    const hbaPath = join(dataDir, 'pg_hba.conf');
+    writeFileSync(hbaPath, opts.hba.join('\n') + '\n');
+    chownToPg(hbaPath);
+  }
   await cluster.start();
   return cluster;
 }

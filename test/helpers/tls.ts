@@ -111,3 +111,10 @@ export function httpsJson(port: number, path: string, opts: { ca: string; method
     req.end();
   });
 }
+
+/** A pair a PostgreSQL server loads (ssl_cert_file, ssl_key_file): both owned by its user, the key 0600. */
+export function forPostgres(pair: CertFiles): CertFiles {
+  chownToPg(pair.cert);
+  chownToPg(pair.key);
+  return pair;
+}

@@ -10,6 +10,7 @@ import pg from 'pg';
 import type { Test } from 'tap';
 import { formatLsn, parseLsn, segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../../src/lsn.js';
 import { PgClient } from '../../src/proposer/pg-client.js';
+import type { TlsClientSettings } from '../../src/proposer/tls-client.js';
 import { BIN, ROOT, startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daemon/helpers.js';
 import { sleep, waitFor } from '../helpers/support.js';
 import { chownToPg, freePort, pgTempDir, runPgOk, startCluster, type ClusterOptions, type PgCluster } from '../helpers/pg.js';
@@ -22,6 +23,10 @@ export const APP = 'walkeeper';
 export class Safekeeper {
   proc: DaemonProc | null = null;
   readonly dataDir: string;
+  /** More `walkeeper run` arguments (e.g. --tls-cert ... --tls-required). */
+  args: string[] = [];
+  /** TLS for the test's own connections to it (flushLsn). */
+  clientTls: TlsClientSettings | undefined;
 
   constructor(
     private readonly t: Test,
@@ -44,7 +49,7 @@ export class Safekeeper {
   async start(): Promise<void> {
     if (this.proc) return;
     mkdirSync(this.dataDir, { recursive: true });
-    const proc = await startDaemon(this.t, { dataDir: this.dataDir, pgPort: this.pgPort, httpPort: this.httpPort });
+    const proc = await startDaemon(this.t, { dataDir: this.dataDir, pgPort: this.pgPort, httpPort: this.httpPort, args: this.args });
     this.proc = proc;
     // WK_PROPOSER_LOG=FILE also keeps each safekeeper run's log lines, next to it.
     const keep = process.env.WK_PROPOSER_LOG;
@@ -71,6 +76,7 @@ export class Safekeeper {
       applicationName: 'wal_proposer_recovery',
       params: { ztenantid: TENANT, ztimelineid: TIMELINE },
       connectTimeoutMs: 3000,
+      tls: this.clientTls,
     });
     try {
       const r = await c.query('IDENTIFY_SYSTEM');
@@ -185,6 +191,12 @@ export interface QuorumOptions<S extends Safekeeper> {
   count?: number;
   /** A Safekeeper subclass for safekeeper `index` (default: a plain Safekeeper). */
   makeSafekeeper?: (index: number, pgPort: number, httpPort: number, root: string) => S;
+  /** More `walkeeper run` arguments for every safekeeper. */
+  safekeeperArgs?: string[];
+  /** TLS for the test's own connections to the safekeepers. */
+  safekeeperClientTls?: TlsClientSettings;
+  /** Appended to the proposer's --primary connection string (e.g. sslmode=verify-full sslrootcert=...). */
+  primaryConnInfo?: string;
 }
 
 export async function startQuorum<S extends Safekeeper = Safekeeper>(t: Test, opts: QuorumOptions<S> = {}): Promise<QuorumSetup<S>> {
@@ -197,11 +209,16 @@ export async function startQuorum<S extends Safekeeper = Safekeeper>(t: Test, op
   const root = tempDir(t, 'wk-quorum-');
   const make = opts.makeSafekeeper ?? ((i, pgPort, httpPort, dir) => new Safekeeper(t, i, pgPort, httpPort, dir) as S);
   const safekeepers: S[] = [];
-  for (let i = 0; i < (opts.count ?? 3); i++) safekeepers.push(make(i, await freePort(), await freePort(), root));
+  for (let i = 0; i < (opts.count ?? 3); i++) {
+    const sk = make(i, await freePort(), await freePort(), root);
+    sk.args.push(...(opts.safekeeperArgs ?? []));
+    sk.clientTls = opts.safekeeperClientTls;
+    safekeepers.push(sk);
+  }
   await Promise.all(safekeepers.map((s) => s.start()));
   const proposer = new ProposerProc(t, [
     '--primary',
-    `host=127.0.0.1 port=${primary.port} user=postgres`,
+    `host=127.0.0.1 port=${primary.port} user=postgres ${opts.primaryConnInfo ?? ''}`.trim(),
     '--safekeepers',
     safekeepers.map((s) => s.address).join(','),
     '--tenant',
@@ -267,11 +284,12 @@ export class Workload {
   private readonly loops: Promise<void>[] = [];
   private readonly clients: pg.Client[] = [];
 
-  static async start(primary: PgCluster, clients: number): Promise<Workload> {
+  /** `ssl`: node-postgres's TLS options, for a primary that takes TLS connections only. */
+  static async start(primary: PgCluster, clients: number, ssl?: pg.ClientConfig['ssl']): Promise<Workload> {
     await primary.sql('create table if not exists acked (id bigint primary key, client int, at timestamptz default now())');
     const w = new Workload();
     for (let i = 0; i < clients; i++) {
-      const c = new pg.Client({ host: '127.0.0.1', port: primary.port, user: 'postgres', database: 'postgres' });
+      const c = new pg.Client({ host: '127.0.0.1', port: primary.port, user: 'postgres', database: 'postgres', ssl });
       c.on('error', () => {});
       await c.connect();
       w.clients.push(c);
