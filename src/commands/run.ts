@@ -4,6 +4,7 @@ import { parseArchiveLocation } from '../archive/location.js';
 import type { ArchiveSettings } from '../archive/open.js';
 import { Daemon, DaemonStartError, DEFAULT_WAL_LIFECYCLE, type WalLifecycleSettings } from '../daemon/daemon.js';
 import { createLogger } from '../log.js';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../server/limits.js';
 import type { ListenAddress } from '../server/pg-server.js';
 import { CommandError, UsageError } from './errors.js';
 import { parseCommandLine, showHelp } from './options.js';
@@ -25,6 +26,11 @@ options:
   --id N                  this safekeeper's node id (stored in DIR/safekeeper.id;
                           default: the stored one, or a new one on the first start)
   --no-sync               acknowledge WAL without fsync (unsafe: for tests and benchmarks)
+  --max-connections N     open connections on the PostgreSQL port, start-up included; one
+                          more is refused with FATAL 53300 (default ${DEFAULT_CONNECTION_LIMITS.maxConnections})
+  --startup-timeout DURATION
+                          drop a client that has not finished start-up and authentication
+                          within this time (e.g. 10s, 1m; default ${DEFAULT_CONNECTION_LIMITS.startupTimeoutMs / 1000}s)
   --auth-public-key PATH  require tokens: Ed25519 public key(s), PEM; clients send a JWT
                           as the pg password and as "Authorization: Bearer" on HTTP
                           (default: off; see "walkeeper token --help")
@@ -63,6 +69,7 @@ export interface RunOptions {
   authPublicKeyPath?: string;
   archive?: ArchiveSettings;
   walLifecycle: WalLifecycleSettings;
+  limits: ConnectionLimits;
 }
 
 /** Parse HOST:PORT ([v6]:PORT for IPv6). */
@@ -97,6 +104,15 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
         },
       },
       noSync: { names: ['--no-sync'] },
+      maxConnections: {
+        names: ['--max-connections'],
+        value: true,
+        parse: (v) => {
+          if (!/^\d{1,6}$/.test(v) || Number(v) < 1 || Number(v) > 100_000) throw new UsageError(`--max-connections: invalid count "${v}": expected 1 to 100000`);
+          return Number(v);
+        },
+      },
+      startupTimeout: { names: ['--startup-timeout'], value: true, parse: (v) => parseDuration(v, '--startup-timeout') * 1000 },
       remoteStorage: {
         names: ['--remote-storage'],
         value: true,
@@ -151,6 +167,11 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
       archiveUploads: o.archiveUploads ?? DEFAULT_WAL_LIFECYCLE.archiveUploads,
       archiveVerifyIntervalMs: o.archiveVerifyInterval ?? DEFAULT_WAL_LIFECYCLE.archiveVerifyIntervalMs,
     },
+    limits: {
+      ...DEFAULT_CONNECTION_LIMITS,
+      maxConnections: o.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
+      startupTimeoutMs: o.startupTimeout ?? DEFAULT_CONNECTION_LIMITS.startupTimeoutMs,
+    },
   };
 }
 
@@ -170,6 +191,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       authPublicKeyPath: opts.authPublicKeyPath,
       archive: opts.archive,
       walLifecycle: opts.walLifecycle,
+      limits: opts.limits,
       log,
     });
   } catch (err) {

@@ -21,6 +21,7 @@ import { replicationCommands, timelineWalSource } from '../replication/daemon.js
 import { version } from '../version.js';
 import type { ServerContext } from '../server/context.js';
 import type { CommandTable } from '../server/dispatch.js';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../server/limits.js';
 import { defaultServerVersion, listenError, PgServer, type ListenAddress } from '../server/pg-server.js';
 
 export interface DaemonOptions {
@@ -42,6 +43,8 @@ export interface DaemonOptions {
   archive?: ArchiveSettings;
   /** WAL retention, the disk cap and the archive's pace. */
   walLifecycle?: Partial<WalLifecycleSettings>;
+  /** --max-connections, --startup-timeout and the query length cap on the pq port. */
+  limits?: Partial<ConnectionLimits>;
 }
 
 /** What `walkeeper run` sets of the WAL's life after it is written (defaults in DEFAULT_WAL_LIFECYCLE). */
@@ -144,6 +147,7 @@ export class Daemon {
       serverVersion: defaultServerVersion(),
       observer: this.metrics,
       commands: commandTable(this.shutdownSignal.signal),
+      limits: { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits },
     };
     this.metrics.attach({
       timelines: () => this.registry.list(),

@@ -19,6 +19,7 @@ import { Metrics } from '../metrics/metrics.js';
 import { version } from '../version.js';
 import { httpAuth } from './auth.js';
 import { errorHandler } from './errors.js';
+import { HTTP_LIMITS } from './limits.js';
 import type { NodeAdmin } from './node.js';
 import { fileRoutes } from './routes/files.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -45,8 +46,8 @@ export interface BuildOptions {
 export function build(opts: BuildOptions): FastifyInstance {
   const ajv = { customOptions: { removeAdditional: false as const, verbose: true } };
   const app: FastifyInstance = opts.log
-    ? (Fastify({ loggerInstance: opts.log.child({ component: 'http' }, { level: 'warn' }), ajv }) as unknown as FastifyInstance)
-    : Fastify({ logger: false, ajv });
+    ? (Fastify({ loggerInstance: opts.log.child({ component: 'http' }, { level: 'warn' }), ajv, ...HTTP_LIMITS }) as unknown as FastifyInstance)
+    : Fastify({ logger: false, ajv, ...HTTP_LIMITS });
   const metrics = opts.metrics ?? new Metrics();
   const authEnabled = !!opts.auth;
 

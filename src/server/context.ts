@@ -8,6 +8,7 @@ import { PgError, SqlState } from '../pq/errors.js';
 import { InvalidIdError, parseId, type TimelineKey } from '../timeline/ids.js';
 import type { TimelineRegistry } from '../timeline/registry.js';
 import type { CommandTable } from './dispatch.js';
+import type { ConnectionLimits } from './limits.js';
 
 export interface ServerContext {
   registry: TimelineRegistry;
@@ -25,6 +26,8 @@ export interface ServerContext {
   observer?: ServerObserver;
   /** The commands this daemon answers, by keyword. */
   commands: CommandTable;
+  /** Connection limits (DEFAULT_CONNECTION_LIMITS when absent). */
+  limits?: ConnectionLimits;
 }
 
 /** Watches the pq listener (the metrics registry implements it). */

@@ -11,6 +11,7 @@ import type { TimelineKey } from '../timeline/ids.js';
 import { namedTimeline, type ClientSession, type ServerContext } from './context.js';
 import { runQuery } from './dispatch.js';
 import { toPgError } from './errors.js';
+import { DEFAULT_CONNECTION_LIMITS, queryTooLong, refuseConnection, tooManyConnections } from './limits.js';
 
 export interface ListenAddress {
   host: string;
@@ -77,9 +78,18 @@ export class PgServer {
     });
   }
 
+  private get limits() {
+    return this.ctx.limits ?? DEFAULT_CONNECTION_LIMITS;
+  }
+
   private accept(socket: Socket): void {
     if (this.ctx.stopping) {
       socket.destroy();
+      return;
+    }
+    if (this.conns.size >= this.limits.maxConnections) {
+      this.ctx.observer?.errorSent?.(SqlState.TOO_MANY_CONNECTIONS);
+      refuseConnection(socket, tooManyConnections());
       return;
     }
     const pid = this.nextPid++;
@@ -96,6 +106,7 @@ export class PgServer {
       backendKey: { pid, secret: randomInt(0, 0x7fffffff) },
       auth: this.ctx.auth,
       onError: (err) => this.ctx.observer?.errorSent?.(err.code),
+      startupTimeoutMs: this.limits.startupTimeoutMs,
     });
     this.conns.add(conn);
     void this.serve(conn, log).finally(() => {
@@ -133,8 +144,10 @@ export class PgServer {
           return;
         }
         const nul = m.body.indexOf(0);
-        const query = m.body.subarray(0, nul < 0 ? m.body.length : nul).toString('utf8');
+        const length = nul < 0 ? m.body.length : nul;
         try {
+          if (length > this.limits.maxQueryLength) throw queryTooLong(length, this.limits.maxQueryLength);
+          const query = m.body.subarray(0, length).toString('utf8');
           if (!(await runQuery(cs, query))) return;
         } catch (err) {
           const e = toPgError(err, 'ERROR');
