@@ -33,7 +33,13 @@ export function parseArchiveLocation(text: string): ArchiveLocation {
     if (url.username || url.password || url.port) throw bad('credentials and ports do not belong in the URL (use the AWS environment and --remote-storage-endpoint)');
     if (url.search || url.hash) throw bad('an s3 URL takes no query or fragment');
     if (!BUCKET.test(url.hostname)) throw bad(`"${url.hostname}" is not a valid bucket name`);
-    const prefix = decodeURIComponent(url.pathname).replace(/^\/+|\/+$/g, '');
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(url.pathname);
+    } catch {
+      throw bad('the prefix has a malformed percent escape');
+    }
+    const prefix = decoded.replace(/^\/+|\/+$/g, '');
     if (prefix.split('/').some((p) => p === '.' || p === '..') || prefix.includes('//')) throw bad('the prefix has an empty, "." or ".." part');
     return { kind: 's3', bucket: url.hostname, prefix };
   }
