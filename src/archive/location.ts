@@ -25,7 +25,14 @@ export function parseArchiveLocation(text: string): ArchiveLocation {
   if (url.protocol === 'file:') {
     if (url.host !== '') throw bad('a file URL names no host (file:///DIR)');
     if (url.search || url.hash) throw bad('a file URL takes no query or fragment');
-    const dir = fileURLToPath(url).replace(/\/+$/, '');
+    let path: string;
+    try {
+      path = fileURLToPath(url);
+    } catch {
+      // A malformed percent escape, or an encoded "/" (%2F) in the path.
+      throw bad('the path has a malformed or forbidden percent escape');
+    }
+    const dir = path.replace(/\/+$/, '');
     if (dir === '') throw bad('the directory cannot be /');
     return { kind: 'file', dir };
   }
