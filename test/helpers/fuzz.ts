@@ -29,7 +29,7 @@ interface TapLike {
   fail(message: string): void;
 }
 
-function failureMessage(name: string, details: fc.RunDetails<unknown>): string {
+function failureMessage<Ts>(name: string, details: fc.RunDetails<Ts>): string {
   const cause = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
   return `${name}: ${fc.defaultReportMessage(details) ?? 'failed'}\nerror: ${cause}\nreplay: WK_FUZZ_SEED=${FUZZ_SEED} WK_FUZZ_RUNS=${FUZZ_RUNS}`;
 }
