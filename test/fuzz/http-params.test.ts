@@ -95,7 +95,6 @@ t.test('random route parameters: never a 5xx, always JSON errors, no file touche
         if (typeof body.error !== 'string' || typeof body.message !== 'string') throw new Error(`${req.method} ${req.url}: ${r.statusCode} without a JSON error: ${r.body}`);
       }
     }),
-    2,
   );
   t.equal(treeHash(root), before, 'no file changed, appeared or vanished under the data directory or beside it');
 });
