@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import type { Lsn } from '../../src/lsn.js';
 import { startDaemon, tempDir, TENANT, TIMELINE, type DaemonProc } from '../daemon/helpers.js';
 import { errorFields, query, RawClient, startupPacket, tagged } from '../pq/raw-client.js';
-import { connectPusher, lsnText, MiB, pushRange, synthWal, type Pusher } from '../archive/daemon-helpers.js';
+import { connectPusher, lsnText, metrics, MiB, pushRange, synthWal, type Pusher } from '../archive/daemon-helpers.js';
 import type { RealWal } from '../daemon/helpers.js';
 import { sleep, until } from '../helpers/support.js';
 
@@ -85,6 +85,8 @@ t.test('connection flood, slow-loris and long queries: the proposer and the read
   );
   t.same(refused && { S: refused['S'], C: refused['C'], M: refused['M'] }, { S: 'FATAL', C: '53300', M: 'sorry, too many clients already' }, 'FATAL 53300 as PostgreSQL answers');
   await flood[flood.length - 1].expectClosed(5000);
+  const counted = /^walkeeper_errors_total\{[^}]*kind="too_many_connections"[^}]*\} (\d+)$/m.exec(await metrics(d));
+  t.ok(counted && Number(counted[1]) >= 1, 'the refusal is counted in walkeeper_errors_total');
   await pushAndCommit(t, p, wal, wal.startLsn + 2n * MiB, reader, 'during the flood');
 
   // The idle connections are dropped after the start-up timeout.
