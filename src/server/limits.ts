@@ -23,6 +23,23 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   maxQueryLength: 64 * 1024,
 };
 
+/**
+ * Connections beyond --max-connections are answered as PostgreSQL answers
+ * them: after their start-up packet (so the SSL negotiation comes first and
+ * libpq shows the message), with FATAL 53300. Up to this many of them at a
+ * time; further ones are refused at once, before anything is read, so an
+ * idle flood holds no more than this many sockets until the start-up timeout.
+ */
+export const OVER_LIMIT_BACKLOG = 16;
+
+export type Admission = 'admit' | 'refuse-after-startup' | 'refuse-now';
+
+/** What to do with a new connection while `open` connections are open. */
+export function admission(open: number, limits: ConnectionLimits): Admission {
+  if (open < limits.maxConnections) return 'admit';
+  return open < limits.maxConnections + OVER_LIMIT_BACKLOG ? 'refuse-after-startup' : 'refuse-now';
+}
+
 /** How long a refused client gets to read the error before the socket is destroyed. */
 const REFUSAL_LINGER_MS = 1000;
 
@@ -38,7 +55,8 @@ export function queryTooLong(length: number, limit: number): PgError {
 
 /**
  * Refuse a connection before start-up: the ErrorResponse goes out at once
- * (libpq reports an 'E' in answer to its SSLRequest or StartupMessage alike),
+ * (libpq reports an 'E' in answer to a StartupMessage with its text; in
+ * answer to an SSLRequest only as "error response during SSL exchange"),
  * then our side is closed. What the client sends meanwhile is read and
  * dropped, so the close is a FIN after the error, not a reset that could
  * discard it; the socket is destroyed after a short linger in any case.

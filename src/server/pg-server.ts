@@ -11,7 +11,7 @@ import type { TimelineKey } from '../timeline/ids.js';
 import { namedTimeline, type ClientSession, type ServerContext } from './context.js';
 import { runQuery } from './dispatch.js';
 import { toPgError } from './errors.js';
-import { DEFAULT_CONNECTION_LIMITS, queryTooLong, refuseConnection, tooManyConnections } from './limits.js';
+import { admission, DEFAULT_CONNECTION_LIMITS, queryTooLong, refuseConnection, tooManyConnections } from './limits.js';
 
 export interface ListenAddress {
   host: string;
@@ -87,7 +87,8 @@ export class PgServer {
       socket.destroy();
       return;
     }
-    if (this.conns.size >= this.limits.maxConnections) {
+    const admitted = admission(this.conns.size, this.limits);
+    if (admitted === 'refuse-now') {
       this.ctx.observer?.errorSent?.(SqlState.TOO_MANY_CONNECTIONS);
       refuseConnection(socket, tooManyConnections());
       return;
@@ -97,6 +98,7 @@ export class PgServer {
     const conn = new ServerConnection(socket, {
       log,
       validateStartup: (info) => {
+        if (admitted === 'refuse-after-startup') throw tooManyConnections();
         if (info.replication === 'database') {
           throw new PgError({ severity: 'FATAL', code: SqlState.FEATURE_NOT_SUPPORTED, message: 'logical replication connections are not supported by walkeeper' });
         }

@@ -11,6 +11,7 @@ import { errorFields, query, RawClient, startupPacket, tagged } from '../pq/raw-
 import { connectPusher, lsnText, metrics, MiB, pushRange, synthWal, type Pusher } from '../archive/daemon-helpers.js';
 import type { RealWal } from '../daemon/helpers.js';
 import { sleep, until } from '../helpers/support.js';
+import { OVER_LIMIT_BACKLOG } from '../../src/server/limits.js';
 
 const MAX = 6;
 const OPTIONS = `-c ztenantid=${TENANT} -c ztimelineid=${TIMELINE}`;
@@ -69,13 +70,16 @@ t.test('connection flood, slow-loris and long queries: the proposer and the read
   const flood: RawClient[] = [];
   t.teardown(() => flood.forEach((c) => c.destroy()));
   for (let i = 0; i < MAX - 2; i++) flood.push(await RawClient.connect(d.pgPort));
-  // The listener counts a connection once it has accepted it: poll until the next one is refused.
+  // The listener counts a connection once it has accepted it: poll until a start-up beyond the limit is refused.
   let refused: Record<string, string> | null = null;
   await until(
-    'a connection beyond --max-connections to be refused',
+    'a connection beyond --max-connections to be refused after its start-up packet',
     async () => {
       const c = await RawClient.connect(d.pgPort);
       flood.push(c);
+      // As libpq does by default: SSLRequest first (answered N), then the StartupMessage.
+      if ((await c.sslRequest()) !== 'N') return false;
+      c.write(startupPacket({ user: 'flood', options: OPTIONS }));
       const m = await c.read(5000);
       if (m?.tag === 'E') refused = errorFields(m.body);
       return refused !== null;
@@ -87,10 +91,17 @@ t.test('connection flood, slow-loris and long queries: the proposer and the read
   await flood[flood.length - 1].expectClosed(5000);
   const counted = /^walkeeper_errors_total\{[^}]*kind="too_many_connections"[^}]*\} (\d+)$/m.exec(await metrics(d));
   t.ok(counted && Number(counted[1]) >= 1, 'the refusal is counted in walkeeper_errors_total');
+  // Idle connections over the limit wait for their start-up packet, up to OVER_LIMIT_BACKLOG of them; then one more is refused at once.
+  for (let i = 0; i < OVER_LIMIT_BACKLOG; i++) flood.push(await RawClient.connect(d.pgPort));
+  const now = await RawClient.connect(d.pgPort);
+  flood.push(now);
+  const at = await now.expectError(5000);
+  t.equal(at['C'], '53300', 'beyond the backlog, refused before anything is read');
+  await now.expectClosed(5000);
   await pushAndCommit(t, p, wal, wal.startLsn + 2n * MiB, reader, 'during the flood');
 
   // The idle connections are dropped after the start-up timeout.
-  for (const c of flood.slice(0, MAX - 2)) await c.expectClosed(20_000);
+  for (const c of flood.slice(0, -1)) await c.expectClosed(20_000);
   t.pass('idle connections were dropped after --startup-timeout');
 
   // A slow-loris client: one byte of a valid start-up packet every 500 ms.
