@@ -3,7 +3,8 @@
 //   bodyLimit       largest request body (413 beyond it); no route takes more
 //                   than a small JSON object
 //   requestTimeout  the whole request (headers and body) must arrive within
-//                   it: a client dribbling bytes is cut off (Node answers 408)
+//                   it: a client dribbling bytes is cut off (Node answers 408;
+//                   it checks every 30 s, connectionsCheckingInterval)
 //   connectionTimeout  a socket idle this long is closed
 //   handlerTimeout  a route must have answered within it (503, and
 //                   request.signal aborts); routes may set their own
