@@ -1,15 +1,16 @@
 // The text decoders against generated input: the replication command
-// grammar, libpq connection strings and URIs, --remote-storage locations,
-// timeline history files. Valid text parses to what it was made from;
+// grammar, libpq connection strings and URIs, LSNs, --remote-storage
+// locations, timeline history files. Valid text parses to what it was made from;
 // arbitrary and mutated text gives the parser's typed error (PgError,
-// ConnStringError, ArchiveLocationError, HistoryParseError), nothing else.
+// ConnStringError, ArchiveLocationError, HistoryParseError, LsnError),
+// nothing else.
 import t from 'tap';
 import { deepStrictEqual } from 'node:assert/strict';
 import fc from 'fast-check';
 import { ArchiveLocationError, parseArchiveLocation } from '../../src/archive/location.js';
-import { formatLsn } from '../../src/lsn.js';
+import { formatLsn, LsnError, parseLsn } from '../../src/lsn.js';
 import { PgError } from '../../src/pq/errors.js';
-import { ConnStringError, parseConnString } from '../../src/proposer/connstr.js';
+import { ConnStringError, parseConnString, resolveConnString } from '../../src/proposer/connstr.js';
 import { parseReplicationCommand, type ReplicationCommand } from '../../src/replication/commands.js';
 import { HistoryParseError, parseHistory } from '../../src/replication/history.js';
 import { announceFuzz, checkProperty, decodesOrRefuses } from '../helpers/fuzz.js';
@@ -129,6 +130,19 @@ t.test('connection strings: key=value and URIs parse to what they were made from
     fc.tuple(connValue, connValue).map(([u, d]) => `postgresql://${u}@h:5432/${d}`),
   );
   checkProperty(t, 'arbitrary and mutated strings', fc.property(hostileText(validConn, connAlphabet), (s) => decodesOrRefuses(() => parseConnString(s), [ConnStringError], TEXT_ALLOC_BOUND)));
+  checkProperty(
+    t,
+    'resolved to a target: the same strings',
+    fc.property(hostileText(validConn, connAlphabet), (s) => decodesOrRefuses(() => resolveConnString(s, { PGUSER: 'u' }), [ConnStringError], TEXT_ALLOC_BOUND)),
+  );
+});
+
+// ---- LSNs ----
+
+t.test('LSNs: parseLsn(formatLsn(x)) = x; bad text is an LsnError', async (t) => {
+  checkProperty(t, 'round trip', fc.property(u64, (l) => deepStrictEqual(parseLsn(formatLsn(l)), l)));
+  const lsnAlphabet = fc.constantFrom('0', '9', 'A', 'f', 'g', '/', ' ', 'x', '-', '+');
+  checkProperty(t, 'arbitrary and mutated text', fc.property(hostileText(u64.map(formatLsn), lsnAlphabet), (s) => decodesOrRefuses(() => parseLsn(s), [LsnError], TEXT_ALLOC_BOUND)));
 });
 
 // ---- remote storage locations ----
