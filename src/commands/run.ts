@@ -8,7 +8,7 @@ import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../server/limi
 import type { ListenAddress } from '../server/pg-server.js';
 import { CommandError, UsageError } from './errors.js';
 import { parseCommandLine, showHelp } from './options.js';
-import { parseDuration, parseSize } from './units.js';
+import { parseCount, parseDuration, parseSize } from './units.js';
 
 export const DEFAULT_DATA_DIR = '.walkeeper';
 export const DEFAULT_LISTEN_PG = '127.0.0.1:5454';
@@ -104,14 +104,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
         },
       },
       noSync: { names: ['--no-sync'] },
-      maxConnections: {
-        names: ['--max-connections'],
-        value: true,
-        parse: (v) => {
-          if (!/^\d{1,6}$/.test(v) || Number(v) < 1 || Number(v) > 100_000) throw new UsageError(`--max-connections: invalid count "${v}": expected 1 to 100000`);
-          return Number(v);
-        },
-      },
+      maxConnections: { names: ['--max-connections'], value: true, parse: (v) => parseCount(v, '--max-connections', 1, 100_000) },
       startupTimeout: { names: ['--startup-timeout'], value: true, parse: (v) => parseDuration(v, '--startup-timeout') * 1000 },
       remoteStorage: {
         names: ['--remote-storage'],
@@ -129,14 +122,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
       walKeepSize: { names: ['--wal-keep-size'], value: true, parse: (v) => parseSize(v, '--wal-keep-size', { zeroMeansNone: true }) },
       walKeepTime: { names: ['--wal-keep-time'], value: true, parse: (v) => parseDuration(v, '--wal-keep-time', { zeroMeansOff: true }) * 1000 },
       maxTimelineDiskUsage: { names: ['--max-timeline-disk-usage'], value: true, parse: (v) => parseSize(v, '--max-timeline-disk-usage', { zeroMeansNone: true }) },
-      archiveUploads: {
-        names: ['--archive-uploads'],
-        value: true,
-        parse: (v) => {
-          if (!/^\d{1,3}$/.test(v) || Number(v) < 1 || Number(v) > 64) throw new UsageError(`--archive-uploads: invalid count "${v}": expected 1 to 64`);
-          return Number(v);
-        },
-      },
+      archiveUploads: { names: ['--archive-uploads'], value: true, parse: (v) => parseCount(v, '--archive-uploads', 1, 64) },
       archiveVerifyInterval: { names: ['--archive-verify-interval'], value: true, parse: (v) => parseDuration(v, '--archive-verify-interval') * 1000 },
       authPublicKey: {
         names: ['--auth-public-key'],
