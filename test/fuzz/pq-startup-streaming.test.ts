@@ -9,16 +9,8 @@ import { deepStrictEqual, equal } from 'node:assert/strict';
 import fc from 'fast-check';
 import { PgError } from '../../src/pq/errors.js';
 import { decodeStartupPacket, MAX_STARTUP_PACKET, parseStartupOptions, splitOptions, StartupReader } from '../../src/pq/startup.js';
-import {
-  decodeClientCopyData,
-  decodeServerCopyData,
-  encodeKeepalive,
-  encodeLegacyHsFeedback,
-  encodePgHsFeedback,
-  encodeStatusUpdate,
-  encodeXLogData,
-  StreamMessageError,
-} from '../../src/pq/streaming.js';
+import * as streaming from '../../src/pq/streaming.js';
+import { StreamMessageError } from '../../src/pq/streaming.js';
 import { announceFuzz, checkProperty, decodesOrRefuses, hostileBytes } from '../helpers/fuzz.js';
 import { startupPacket } from '../pq/raw-client.js';
 import { i64, plain, u32, u64 } from './arbitraries.js';
@@ -109,26 +101,26 @@ t.test('streaming codecs: standby feedback and server messages round trip; hosti
   checkProperty(
     t,
     "'r' standby status update",
-    fc.property(status, (m) => deepStrictEqual(plain(decodeClientCopyData(encodeStatusUpdate(m))), plain({ kind: 'status', msg: m }))),
+    fc.property(status, (m) => deepStrictEqual(plain(streaming.decodeClientCopyData(streaming.encodeStatusUpdate(m))), plain({ kind: 'status', msg: m }))),
   );
-  checkProperty(t, "'h' hot standby feedback", fc.property(pgHs, (m) => deepStrictEqual(plain(decodeClientCopyData(encodePgHsFeedback(m))), plain({ kind: 'hs', msg: m }))));
+  checkProperty(t, "'h' hot standby feedback", fc.property(pgHs, (m) => deepStrictEqual(plain(streaming.decodeClientCopyData(streaming.encodePgHsFeedback(m))), plain({ kind: 'hs', msg: m }))));
   checkProperty(
     t,
     '24-byte legacy feedback',
-    fc.property(legacyHs, (m) => deepStrictEqual(plain(decodeClientCopyData(encodeLegacyHsFeedback(m))), plain({ kind: 'legacy-hs', msg: m }))),
+    fc.property(legacyHs, (m) => deepStrictEqual(plain(streaming.decodeClientCopyData(streaming.encodeLegacyHsFeedback(m))), plain({ kind: 'legacy-hs', msg: m }))),
   );
   checkProperty(
     t,
     "'w' XLogData and 'k' keepalive",
     fc.property(u64, u64, i64, fc.uint8Array({ maxLength: 300 }), fc.boolean(), (start, end, time, wal, reply) => {
-      const w = decodeServerCopyData(encodeXLogData(start, end, time, wal));
+      const w = streaming.decodeServerCopyData(streaming.encodeXLogData(start, end, time, wal));
       deepStrictEqual(plain(w), plain({ kind: 'xlogdata', msg: { dataStart: start, walEnd: end, sendTime: time, wal } }));
-      const k = decodeServerCopyData(encodeKeepalive(end, time, reply));
+      const k = streaming.decodeServerCopyData(streaming.encodeKeepalive(end, time, reply));
       deepStrictEqual(k, { kind: 'keepalive', msg: { walEnd: end, sendTime: time, replyRequested: reply } });
     }),
   );
-  const clientValid = fc.oneof(status.map(encodeStatusUpdate), pgHs.map(encodePgHsFeedback), legacyHs.map(encodeLegacyHsFeedback)).map((b) => new Uint8Array(b));
-  checkProperty(t, 'hostile client payloads', fc.property(hostileBytes(clientValid), (b) => decodesOrRefuses(() => decodeClientCopyData(b), [StreamMessageError], 0)));
-  const serverValid = fc.tuple(u64, u64, i64, fc.boolean()).map(([s, e, ts, r]) => new Uint8Array(r ? encodeKeepalive(e, ts, r) : encodeXLogData(s, e, ts, new Uint8Array(8))));
-  checkProperty(t, 'hostile server payloads', fc.property(hostileBytes(serverValid), (b) => decodesOrRefuses(() => decodeServerCopyData(b), [StreamMessageError], 0)));
+  const clientValid = fc.oneof(status.map(streaming.encodeStatusUpdate), pgHs.map(streaming.encodePgHsFeedback), legacyHs.map(streaming.encodeLegacyHsFeedback)).map((b) => new Uint8Array(b));
+  checkProperty(t, 'hostile client payloads', fc.property(hostileBytes(clientValid), (b) => decodesOrRefuses(() => streaming.decodeClientCopyData(b), [StreamMessageError], 0)));
+  const serverValid = fc.tuple(u64, u64, i64, fc.boolean()).map(([s, e, ts, r]) => new Uint8Array(r ? streaming.encodeKeepalive(e, ts, r) : streaming.encodeXLogData(s, e, ts, new Uint8Array(8))));
+  checkProperty(t, 'hostile server payloads', fc.property(hostileBytes(serverValid), (b) => decodesOrRefuses(() => streaming.decodeServerCopyData(b), [StreamMessageError], 0)));
 });

@@ -8,20 +8,7 @@ import { crc32c } from '../../src/hot/crc32c.js';
 import { decodeControlFileContents, encodeControlFile } from '../../src/protocol/control-file.js';
 import { ProtocolError } from '../../src/protocol/errors.js';
 import { CONTROL_FORMAT_V1, CONTROL_FORMAT_V2 } from '../../src/protocol/layout.js';
-import {
-  decodeNodeId,
-  decodeRequestVote,
-  decodeSafeKeeperInfo,
-  decodeSafeKeeperRequest,
-  decodeSafeKeeperResponse,
-  decodeServerInfo,
-  encodeNodeId,
-  encodeRequestVote,
-  encodeSafeKeeperInfo,
-  encodeSafeKeeperRequest,
-  encodeSafeKeeperResponse,
-  encodeServerInfo,
-} from '../../src/protocol/messages.js';
+import * as wire from '../../src/protocol/messages.js';
 import { announceFuzz, checkProperty, decodesOrRefuses, hostileBytes } from '../helpers/fuzz.js';
 import { nodeIdArb, requestVoteArb, safeKeeperInfoArb, safeKeeperRequestArb, safeKeeperResponseArb, serverInfoArb, u64, plain } from './arbitraries.js';
 
@@ -31,12 +18,12 @@ announceFuzz(t);
 const ALLOC_BOUND = 4096;
 
 const codecs = [
-  { name: 'NodeId', arb: nodeIdArb, enc: encodeNodeId, dec: decodeNodeId },
-  { name: 'ServerInfo', arb: serverInfoArb, enc: encodeServerInfo, dec: decodeServerInfo },
-  { name: 'SafeKeeperInfo', arb: safeKeeperInfoArb, enc: (x: never) => encodeSafeKeeperInfo(x), dec: (b: Uint8Array) => decodeSafeKeeperInfo(b) },
-  { name: 'RequestVote', arb: requestVoteArb, enc: encodeRequestVote, dec: decodeRequestVote },
-  { name: 'SafeKeeperRequest', arb: safeKeeperRequestArb, enc: encodeSafeKeeperRequest, dec: decodeSafeKeeperRequest },
-  { name: 'SafeKeeperResponse', arb: safeKeeperResponseArb, enc: encodeSafeKeeperResponse, dec: decodeSafeKeeperResponse },
+  { name: 'NodeId', arb: nodeIdArb, enc: wire.encodeNodeId, dec: wire.decodeNodeId },
+  { name: 'ServerInfo', arb: serverInfoArb, enc: wire.encodeServerInfo, dec: wire.decodeServerInfo },
+  { name: 'SafeKeeperInfo', arb: safeKeeperInfoArb, enc: (x: never) => wire.encodeSafeKeeperInfo(x), dec: (b: Uint8Array) => wire.decodeSafeKeeperInfo(b) },
+  { name: 'RequestVote', arb: requestVoteArb, enc: wire.encodeRequestVote, dec: wire.decodeRequestVote },
+  { name: 'SafeKeeperRequest', arb: safeKeeperRequestArb, enc: wire.encodeSafeKeeperRequest, dec: wire.decodeSafeKeeperRequest },
+  { name: 'SafeKeeperResponse', arb: safeKeeperResponseArb, enc: wire.encodeSafeKeeperResponse, dec: wire.decodeSafeKeeperResponse },
 ] as Array<{ name: string; arb: fc.Arbitrary<unknown>; enc: (x: unknown) => Buffer; dec: (b: Uint8Array) => unknown }>;
 
 for (const c of codecs) {
@@ -55,10 +42,10 @@ t.test('SafeKeeperRequest: a WAL length field far beyond the payload is refused,
     t,
     'begin/end LSNs up to 2^64',
     fc.property(safeKeeperRequestArb, u64, u64, (r, begin, end) => {
-      const b = Buffer.from(encodeSafeKeeperRequest(r));
+      const b = Buffer.from(wire.encodeSafeKeeperRequest(r));
       b.writeBigUInt64LE(begin, 24);
       b.writeBigUInt64LE(end, 32);
-      decodesOrRefuses(() => decodeSafeKeeperRequest(b), [ProtocolError], ALLOC_BOUND);
+      decodesOrRefuses(() => wire.decodeSafeKeeperRequest(b), [ProtocolError], ALLOC_BOUND);
     }),
   );
 });
@@ -76,7 +63,7 @@ t.test('control file: every format decodes to what was written; hostile files gi
     t,
     'format 2 (128 bytes + CRC-32C) and format 1 (bare 128 bytes)',
     fc.property(safeKeeperInfoArb, fc.boolean(), (state, v2) => {
-      const body = encodeSafeKeeperInfo(state, v2 ? CONTROL_FORMAT_V2 : CONTROL_FORMAT_V1);
+      const body = wire.encodeSafeKeeperInfo(state, v2 ? CONTROL_FORMAT_V2 : CONTROL_FORMAT_V1);
       const file = v2 ? Buffer.concat([body, Buffer.alloc(4)]) : body;
       if (v2) file.writeUInt32LE(crc32c(body), body.length);
       const got = decodeControlFileContents(file, 'safekeeper.control');

@@ -5,6 +5,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { MAX_WAL_PER_REQUEST } from '../../src/protocol/layout.js';
+import type { DaemonProc } from '../daemon/helpers.js';
 import { errorFields, RawClient } from '../pq/raw-client.js';
 
 /** The files directly in `dir`, names and contents, as one hash. */
@@ -76,7 +77,7 @@ export const mutation: fc.Arbitrary<Mutation> = fc.oneof(
 );
 
 /** Parse what the server sent (after a possible one-byte SSL answer): whole messages, or a reason they are not. */
-export function parseAnswers(bytes: Buffer): { tags: string; errors: Array<Record<string, string>>; copyData: Buffer[] } | string {
+function parseAnswers(bytes: Buffer): Answers | string {
   let p = 0;
   let tags = '';
   const errors: Array<Record<string, string>> = [];
@@ -96,25 +97,52 @@ export function parseAnswers(bytes: Buffer): { tags: string; errors: Array<Recor
 
 
 
+/** The server's side of one session. */
+export interface Answers {
+  tags: string;
+  errors: Array<Record<string, string>>;
+  copyData: Buffer[];
+}
+
 /**
  * Send the messages, half-close, and wait for the server to close (it must,
- * whatever it made of them); resolves with everything it sent.
+ * whatever it made of them). Then check its side: the daemon is still up,
+ * the answers are whole messages, every ErrorResponse has a severity, a
+ * SQLSTATE and a message, and no XX000 but those `postgresXX000` allows
+ * (the ones PostgreSQL sends too).
  */
-export async function runSession(port: number, msgs: Buffer[], timeoutMs = 20_000): Promise<Buffer> {
-  const c = await RawClient.connect(port);
+export async function runSession(d: DaemonProc, msgs: Buffer[], postgresXX000: RegExp | null = null): Promise<Answers> {
+  const c = await RawClient.connect(d.pgPort);
   const got: Buffer[] = [];
   c.socket.on('data', (b: Buffer) => got.push(b));
   c.socket.write(Buffer.concat(msgs));
   c.socket.end();
   try {
-    await c.expectClosed(timeoutMs);
+    await c.expectClosed(20_000);
   } finally {
     c.destroy();
   }
-  return Buffer.concat(got);
+  if (d.proc.exitCode !== null || d.proc.signalCode !== null) throw new Error(`the daemon exited: ${d.stderr()}`);
+  const answers = parseAnswers(Buffer.concat(got));
+  if (typeof answers === 'string') throw new Error(`the server's answer is not whole messages: ${answers}`);
+  for (const e of answers.errors) {
+    if (!/^[0-9A-Z]{5}$/.test(e['C'] ?? '') || !e['S'] || !e['M']) throw new Error(`an ErrorResponse without severity, SQLSTATE or message: ${JSON.stringify(e)}`);
+    if (e['C'] === 'XX000' && !postgresXX000?.test(e['M'])) throw new Error(`an internal error: ${e['M']}`);
+  }
+  return answers;
 }
 
-/** An ErrorResponse must carry a severity, a SQLSTATE and a message. */
-export function checkErrorFields(e: Record<string, string>): void {
-  if (!/^[0-9A-Z]{5}$/.test(e['C'] ?? '') || !e['S'] || !e['M']) throw new Error(`an ErrorResponse without severity, SQLSTATE or message: ${JSON.stringify(e)}`);
+/** How the sessions ended, by first SQLSTATE (with its message when WK_FUZZ_DEBUG is set), for the test's comment. */
+export class Outcomes {
+  private readonly counts = new Map<string, number>();
+
+  add(a: Answers): void {
+    const e = a.errors[0];
+    const key = e ? `E ${e['C']}${process.env.WK_FUZZ_DEBUG ? ' ' + e['M'] : ''}` : 'closed without an error';
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+  }
+
+  toString(): string {
+    return `outcomes: ${[...this.counts].map(([k, n]) => `${k} ×${n}`).join(', ')}`;
+  }
 }
