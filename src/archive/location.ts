@@ -25,7 +25,14 @@ export function parseArchiveLocation(text: string): ArchiveLocation {
   if (url.protocol === 'file:') {
     if (url.host !== '') throw bad('a file URL names no host (file:///DIR)');
     if (url.search || url.hash) throw bad('a file URL takes no query or fragment');
-    const dir = fileURLToPath(url).replace(/\/+$/, '');
+    let path: string;
+    try {
+      path = fileURLToPath(url);
+    } catch {
+      // A malformed percent escape, or an encoded "/" (%2F) in the path.
+      throw bad('the path has a malformed or forbidden percent escape');
+    }
+    const dir = path.replace(/\/+$/, '');
     if (dir === '') throw bad('the directory cannot be /');
     return { kind: 'file', dir };
   }
@@ -33,7 +40,13 @@ export function parseArchiveLocation(text: string): ArchiveLocation {
     if (url.username || url.password || url.port) throw bad('credentials and ports do not belong in the URL (use the AWS environment and --remote-storage-endpoint)');
     if (url.search || url.hash) throw bad('an s3 URL takes no query or fragment');
     if (!BUCKET.test(url.hostname)) throw bad(`"${url.hostname}" is not a valid bucket name`);
-    const prefix = decodeURIComponent(url.pathname).replace(/^\/+|\/+$/g, '');
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(url.pathname);
+    } catch {
+      throw bad('the prefix has a malformed percent escape');
+    }
+    const prefix = decoded.replace(/^\/+|\/+$/g, '');
     if (prefix.split('/').some((p) => p === '.' || p === '..') || prefix.includes('//')) throw bad('the prefix has an empty, "." or ".." part');
     return { kind: 's3', bucket: url.hostname, prefix };
   }

@@ -86,6 +86,12 @@ function readKeyFile(path: string): KeyObject[] {
  * blocks in one file let keys be rotated: a token signed by any of them
  * is accepted). Keys read from a file can be re-read (reload()).
  */
+/** An exp/nbf claim for a message: ISO 8601, or the bare number when no date can show it (Date's range is ±8.64e12 s). */
+function claimTime(seconds: number): string {
+  const d = new Date(seconds * 1000);
+  return Number.isNaN(d.getTime()) ? `${seconds} seconds after 1970` : d.toISOString();
+}
+
 export class JwtVerifier {
   private constructor(
     private keys: KeyObject[],
@@ -141,10 +147,10 @@ export class JwtVerifier {
     const now = this.now();
     const exp = payload.exp;
     if (exp !== undefined && (typeof exp !== 'number' || !Number.isFinite(exp))) throw new AuthError('claims', 'token claim "exp" is not a number');
-    if (typeof exp === 'number' && now >= exp) throw new AuthError('expired', `token expired at ${new Date(exp * 1000).toISOString()}`);
+    if (typeof exp === 'number' && now >= exp) throw new AuthError('expired', `token expired at ${claimTime(exp)}`);
     const nbf = payload.nbf;
     if (nbf !== undefined && (typeof nbf !== 'number' || !Number.isFinite(nbf))) throw new AuthError('claims', 'token claim "nbf" is not a number');
-    if (typeof nbf === 'number' && now < nbf) throw new AuthError('not-yet-valid', `token is not valid before ${new Date(nbf * 1000).toISOString()}`);
+    if (typeof nbf === 'number' && now < nbf) throw new AuthError('not-yet-valid', `token is not valid before ${claimTime(nbf)}`);
     const scope = payload.scope;
     if (typeof scope !== 'string') throw new AuthError('claims', 'token has no "scope" claim');
     const claims: Claims = { scope };

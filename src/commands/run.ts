@@ -4,10 +4,11 @@ import { parseArchiveLocation } from '../archive/location.js';
 import type { ArchiveSettings } from '../archive/open.js';
 import { Daemon, DaemonStartError, DEFAULT_WAL_LIFECYCLE, type TlsFiles, type WalLifecycleSettings } from '../daemon/daemon.js';
 import { createLogger } from '../log.js';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../server/limits.js';
 import type { ListenAddress } from '../server/pg-server.js';
 import { CommandError, UsageError } from './errors.js';
 import { parseCommandLine, showHelp } from './options.js';
-import { parseDuration, parseSize } from './units.js';
+import { parseCount, parseDuration, parseSize } from './units.js';
 
 export const DEFAULT_DATA_DIR = '.walkeeper';
 export const DEFAULT_LISTEN_PG = '127.0.0.1:5454';
@@ -25,6 +26,11 @@ options:
   --id N                  this safekeeper's node id (stored in DIR/safekeeper.id;
                           default: the stored one, or a new one on the first start)
   --no-sync               acknowledge WAL without fsync (unsafe: for tests and benchmarks)
+  --max-connections N     open connections on the PostgreSQL port, start-up included; one
+                          more is refused with FATAL 53300 (default ${DEFAULT_CONNECTION_LIMITS.maxConnections})
+  --startup-timeout DURATION
+                          drop a client that has not finished start-up and authentication
+                          within this time (e.g. 10s, 1m; default ${DEFAULT_CONNECTION_LIMITS.startupTimeoutMs / 1000}s)
   --auth-public-key PATH  require tokens: Ed25519 public key(s), PEM; clients send a JWT
                           as the pg password and as "Authorization: Bearer" on HTTP
                           (default: off; see "walkeeper token --help")
@@ -75,6 +81,7 @@ export interface RunOptions {
   walLifecycle: WalLifecycleSettings;
   tls?: TlsFiles & { required: boolean };
   httpTls?: TlsFiles;
+  limits: ConnectionLimits;
 }
 
 /** Parse HOST:PORT ([v6]:PORT for IPv6). */
@@ -109,6 +116,8 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
         },
       },
       noSync: { names: ['--no-sync'] },
+      maxConnections: { names: ['--max-connections'], value: true, parse: (v) => parseCount(v, '--max-connections', 1, 100_000) },
+      startupTimeout: { names: ['--startup-timeout'], value: true, parse: (v) => parseDuration(v, '--startup-timeout') * 1000 },
       remoteStorage: {
         names: ['--remote-storage'],
         value: true,
@@ -125,14 +134,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
       walKeepSize: { names: ['--wal-keep-size'], value: true, parse: (v) => parseSize(v, '--wal-keep-size', { zeroMeansNone: true }) },
       walKeepTime: { names: ['--wal-keep-time'], value: true, parse: (v) => parseDuration(v, '--wal-keep-time', { zeroMeansOff: true }) * 1000 },
       maxTimelineDiskUsage: { names: ['--max-timeline-disk-usage'], value: true, parse: (v) => parseSize(v, '--max-timeline-disk-usage', { zeroMeansNone: true }) },
-      archiveUploads: {
-        names: ['--archive-uploads'],
-        value: true,
-        parse: (v) => {
-          if (!/^\d{1,3}$/.test(v) || Number(v) < 1 || Number(v) > 64) throw new UsageError(`--archive-uploads: invalid count "${v}": expected 1 to 64`);
-          return Number(v);
-        },
-      },
+      archiveUploads: { names: ['--archive-uploads'], value: true, parse: (v) => parseCount(v, '--archive-uploads', 1, 64) },
       archiveVerifyInterval: { names: ['--archive-verify-interval'], value: true, parse: (v) => parseDuration(v, '--archive-verify-interval') * 1000 },
       authPublicKey: { names: ['--auth-public-key'], value: true, parse: filePath },
       tlsCert: { names: ['--tls-cert'], value: true, parse: filePath },
@@ -166,6 +168,11 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
     },
     tls: pgTls ? { ...pgTls, required: o.tlsRequired } : undefined,
     httpTls,
+    limits: {
+      ...DEFAULT_CONNECTION_LIMITS,
+      maxConnections: o.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
+      startupTimeoutMs: o.startupTimeout ?? DEFAULT_CONNECTION_LIMITS.startupTimeoutMs,
+    },
   };
 }
 
@@ -211,6 +218,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       walLifecycle: opts.walLifecycle,
       tls: opts.tls,
       httpTls: opts.httpTls,
+      limits: opts.limits,
       log,
     });
   } catch (err) {

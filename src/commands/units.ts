@@ -1,4 +1,4 @@
-// SIZE and DURATION values of command-line options, one parser each.
+// SIZE, DURATION and COUNT values of command-line options, one parser each.
 import { UsageError } from './errors.js';
 
 /**
@@ -29,4 +29,11 @@ export function parseDuration(text: string, option: string, opts: { zeroMeansOff
     throw new UsageError(`${option}: the duration must be more than 0`);
   }
   return n * unit;
+}
+
+/** A whole number from `min` to `max` ("4", not "4.0" or "+4"). */
+export function parseCount(text: string, option: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\d{1,9}$/.test(text) || n < min || n > max) throw new UsageError(`${option}: invalid count "${text}": expected ${min} to ${max}`);
+  return n;
 }

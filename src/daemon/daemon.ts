@@ -24,6 +24,7 @@ import { replicationCommands, timelineWalSource } from '../replication/daemon.js
 import { version } from '../version.js';
 import type { ServerContext } from '../server/context.js';
 import type { CommandTable } from '../server/dispatch.js';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../server/limits.js';
 import { defaultServerVersion, listenError, PgServer, type ListenAddress } from '../server/pg-server.js';
 
 export interface DaemonOptions {
@@ -49,6 +50,8 @@ export interface DaemonOptions {
   tls?: TlsFiles & { required: boolean };
   /** --http-tls-cert/--http-tls-key: HTTPS with this pair (default: the pq port's pair, if any). */
   httpTls?: TlsFiles;
+  /** --max-connections, --startup-timeout and the query length cap on the pq port. */
+  limits?: Partial<ConnectionLimits>;
 }
 
 /** A PEM certificate and its key, by path. */
@@ -161,6 +164,7 @@ export class Daemon {
       serverVersion: defaultServerVersion(),
       observer: this.metrics,
       commands: commandTable(this.shutdownSignal.signal),
+      limits: { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits },
     };
     this.metrics.attach({
       timelines: () => this.registry.list(),

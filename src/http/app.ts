@@ -21,6 +21,7 @@ import { Metrics } from '../metrics/metrics.js';
 import { version } from '../version.js';
 import { httpAuth } from './auth.js';
 import { errorHandler } from './errors.js';
+import { HTTP_LIMITS } from './limits.js';
 import type { NodeAdmin } from './node.js';
 import { fileRoutes } from './routes/files.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -54,8 +55,8 @@ export function build(opts: BuildOptions): FastifyInstance {
   const ajv = { customOptions: { removeAdditional: false as const, verbose: true } };
   const https = opts.https ? { cert: opts.https.cert, key: opts.https.key } : null;
   const app: FastifyInstance = opts.log
-    ? (Fastify({ loggerInstance: opts.log.child({ component: 'http' }, { level: 'warn' }), ajv, https }) as unknown as FastifyInstance)
-    : (Fastify({ logger: false, ajv, https }) as unknown as FastifyInstance);
+    ? (Fastify({ loggerInstance: opts.log.child({ component: 'http' }, { level: 'warn' }), ajv, https, ...HTTP_LIMITS }) as unknown as FastifyInstance)
+    : (Fastify({ logger: false, ajv, https, ...HTTP_LIMITS }) as unknown as FastifyInstance);
   const metrics = opts.metrics ?? new Metrics();
   const authEnabled = !!opts.auth;
 

@@ -52,6 +52,10 @@ export function errorKind(sqlstate: string): string {
       return 'undefined_object';
     case '53100':
       return 'disk_full';
+    case '53300':
+      return 'too_many_connections';
+    case '54000':
+      return 'too_long';
     case '58030':
       return 'io';
     case '57P01':

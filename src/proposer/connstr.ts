@@ -113,7 +113,13 @@ function parseUri(text: string): Record<string, string> {
     throw new ConnStringError(`invalid connection URI "${text}"`);
   }
   const out: Record<string, string> = {};
-  const dec = (s: string): string => decodeURIComponent(s);
+  const dec = (s: string): string => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      throw new ConnStringError(`invalid percent-encoded token "${s}" in connection URI`);
+    }
+  };
   if (url.username) out.user = dec(url.username);
   if (url.password) out.password = dec(url.password);
   if (url.hostname) out.host = dec(url.hostname).replace(/^\[(.*)\]$/, '$1');

@@ -1,6 +1,6 @@
 // PostgreSQL timeline history files (`%08X.history`): one line per ancestor
 // timeline, `<parent tli>\t<switch LSN>\t<reason>`, oldest first.
-import { parseLsn, type Lsn } from '../lsn.js';
+import { LsnError, parseLsn, type Lsn } from '../lsn.js';
 
 export interface HistoryEntry {
   /** An ancestor timeline. */
@@ -30,7 +30,14 @@ export function parseHistory(content: Uint8Array | string): HistoryEntry[] {
     if (!Number.isSafeInteger(tli) || tli < 1 || tli > 0xffffffff) throw new HistoryParseError(`invalid timeline in history file: ${raw}`);
     if (tli <= prevTli) throw new HistoryParseError('timeline IDs must be in increasing sequence');
     prevTli = tli;
-    out.push({ timeline: tli, switchpoint: parseLsn(m[2]) });
+    let switchpoint: Lsn;
+    try {
+      switchpoint = parseLsn(m[2]);
+    } catch (err) {
+      if (err instanceof LsnError) throw new HistoryParseError(`invalid switch point in history file: ${raw}`);
+      throw err;
+    }
+    out.push({ timeline: tli, switchpoint });
   }
   return out;
 }

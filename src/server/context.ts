@@ -9,6 +9,7 @@ import { InvalidIdError, parseId, type TimelineKey } from '../timeline/ids.js';
 import type { TimelineRegistry } from '../timeline/registry.js';
 import type { CommandTable } from './dispatch.js';
 import type { ServerTls } from './tls.js';
+import type { ConnectionLimits } from './limits.js';
 
 export interface ServerContext {
   registry: TimelineRegistry;
@@ -28,6 +29,8 @@ export interface ServerContext {
   observer?: ServerObserver;
   /** The commands this daemon answers, by keyword. */
   commands: CommandTable;
+  /** Connection limits (DEFAULT_CONNECTION_LIMITS when absent). */
+  limits?: ConnectionLimits;
 }
 
 /** Watches the pq listener (the metrics registry implements it). */

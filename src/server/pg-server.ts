@@ -12,6 +12,7 @@ import { namedTimeline, type ClientSession, type ServerContext } from './context
 import { runQuery } from './dispatch.js';
 import { toPgError } from './errors.js';
 import { checkEncryption, tlsContextFor } from './tls.js';
+import { admission, DEFAULT_CONNECTION_LIMITS, queryTooLong, refuseConnection, tooManyConnections } from './limits.js';
 
 export interface ListenAddress {
   host: string;
@@ -78,9 +79,19 @@ export class PgServer {
     });
   }
 
+  private get limits() {
+    return this.ctx.limits ?? DEFAULT_CONNECTION_LIMITS;
+  }
+
   private accept(socket: Socket): void {
     if (this.ctx.stopping) {
       socket.destroy();
+      return;
+    }
+    const admitted = admission(this.conns.size, this.limits);
+    if (admitted === 'refuse-now') {
+      this.ctx.observer?.errorSent?.(SqlState.TOO_MANY_CONNECTIONS);
+      refuseConnection(socket, tooManyConnections());
       return;
     }
     const pid = this.nextPid++;
@@ -88,6 +99,7 @@ export class PgServer {
     const conn = new ServerConnection(socket, {
       log,
       validateStartup: (info) => {
+        if (admitted === 'refuse-after-startup') throw tooManyConnections();
         checkEncryption(this.ctx.tls, conn.tls !== null, info);
         if (info.replication === 'database') {
           throw new PgError({ severity: 'FATAL', code: SqlState.FEATURE_NOT_SUPPORTED, message: 'logical replication connections are not supported by walkeeper' });
@@ -100,6 +112,7 @@ export class PgServer {
       onError: (err) => this.ctx.observer?.errorSent?.(err.code),
       tlsContext: () => tlsContextFor(this.ctx.tls),
       onTlsHandshake: (tls) => this.ctx.observer?.tlsHandshake?.(tls?.protocol ?? null),
+      startupTimeoutMs: this.limits.startupTimeoutMs,
     });
     this.conns.add(conn);
     void this.serve(conn, log).finally(() => {
@@ -137,8 +150,10 @@ export class PgServer {
           return;
         }
         const nul = m.body.indexOf(0);
-        const query = m.body.subarray(0, nul < 0 ? m.body.length : nul).toString('utf8');
+        const length = nul < 0 ? m.body.length : nul;
         try {
+          if (length > this.limits.maxQueryLength) throw queryTooLong(length, this.limits.maxQueryLength);
+          const query = m.body.subarray(0, length).toString('utf8');
           if (!(await runQuery(cs, query))) return;
         } catch (err) {
           const e = toPgError(err, 'ERROR');

@@ -13,11 +13,14 @@ import { startCluster } from '../helpers/pg.js';
 import { segmentNames } from './pg-oracle.js';
 import { chunkPlan, scan, scanDir } from './scan-helpers.js';
 import { mulberry32 } from '../helpers/support.js';
+import { FUZZ_RUNS, FUZZ_SEED } from '../helpers/fuzz.js';
 
 const SEG = 1 << 20;
 const PAGE = 8192;
-const RUNS = Number(process.env.WK_FUZZ_RUNS ?? 10_000);
-const SEED = Number(process.env.WK_FUZZ_SEED ?? 20240607);
+// WK_FUZZ_SEED / WK_FUZZ_RUNS as test/helpers/fuzz.ts reads them ("random" included); its own defaults otherwise.
+const RUNS = process.env.WK_FUZZ_RUNS ? FUZZ_RUNS : 10_000;
+const SEED = process.env.WK_FUZZ_SEED ? FUZZ_SEED : 20240607;
+t.comment(`seed ${SEED}, ${RUNS} runs (replay: WK_FUZZ_SEED=${SEED} WK_FUZZ_RUNS=${RUNS})`);
 
 const pg = await startCluster(t, { walSegSizeMb: 1, conf: { autovacuum: 'off', wal_keep_size: '1GB' } });
 await pg.pgbench(['-i', '-q', '-s', '1']);

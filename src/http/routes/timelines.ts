@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../log.js';
 import { formatLsn } from '../../lsn.js';
 import { deleteTimeline } from '../delete.js';
+import { DELETE_HANDLER_TIMEOUT } from '../limits.js';
 import { lookupTimeline, timelineView, type NodeAdmin } from '../node.js';
 import { errorReplies, hsFeedbackSchema, idSchema, nullableLsn, timelineParams } from '../schemas.js';
 
@@ -232,6 +233,7 @@ export async function timelineRoutes(app: FastifyInstance, opts: { node: NodeAdm
     '/v1/tenant/:tenant_id/timeline/:timeline_id',
     {
       config: { auth: 'tenant' },
+      handlerTimeout: DELETE_HANDLER_TIMEOUT,
       schema: {
         summary: 'Delete a timeline',
         description:
