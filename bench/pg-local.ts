@@ -103,6 +103,11 @@ export class LocalPg {
     return this.child !== null;
   }
 
+  /** The postmaster's pid while running (its backends and auxiliary processes are its children). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   async sql(query: string, db = 'postgres'): Promise<string> {
     const out = await runPgOk('/usr/bin/psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-d', db, '-c', query]);
     return out.trim();
