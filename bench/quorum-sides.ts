@@ -139,6 +139,10 @@ class WalkeeperQuorum implements Member {
     private readonly primary: LocalPg,
     private readonly count: number,
     private readonly skArgs: string[],
+    /** Its application_name and slot on the primary. */
+    readonly app: string,
+    /** The walkeeper entry point to run (undefined: this checkout's). */
+    private readonly bin?: string,
   ) {}
 
   get running(): boolean {
@@ -151,20 +155,27 @@ class WalkeeperQuorum implements Member {
       this.ports.map((p, i) => {
         const dir = join(this.root, `sk${i}`);
         mkdirSync(dir, { recursive: true });
-        return startSafekeeper(dir, p.pg, p.http, this.skArgs);
+        return startSafekeeper(dir, p.pg, p.http, this.skArgs, this.bin);
       }),
     );
-    this.proposer = new WalkeeperProc([
-      'propose',
-      '--primary',
-      `host=127.0.0.1 port=${this.primary.port} user=postgres`,
-      '--safekeepers',
-      this.ports.map((p) => `127.0.0.1:${p.pg}`).join(','),
-      '--tenant',
-      TENANT,
-      '--timeline',
-      TIMELINE,
-    ]);
+    this.proposer = new WalkeeperProc(
+      [
+        'propose',
+        '--slot',
+        this.app,
+        '--application-name',
+        this.app,
+        '--primary',
+        `host=127.0.0.1 port=${this.primary.port} user=postgres`,
+        '--safekeepers',
+        this.ports.map((p) => `127.0.0.1:${p.pg}`).join(','),
+        '--tenant',
+        TENANT,
+        '--timeline',
+        TIMELINE,
+      ],
+      { bin: this.bin },
+    );
   }
 
   async stop(): Promise<void> {
@@ -188,7 +199,8 @@ class WalkeeperQuorum implements Member {
   }
 }
 
-export type SideName = 'first1' | 'any2' | 'receivewal' | 'walkeeper';
+export type SideName = 'first1' | 'any2' | 'receivewal' | 'walkeeper' | 'base';
+/** The sides run by default; 'base' (another build of walkeeper, for before/after figures) only on request. */
 export const SIDE_NAMES: SideName[] = ['first1', 'any2', 'receivewal', 'walkeeper'];
 
 export const SIDE_LABELS: Record<SideName, string> = {
@@ -196,6 +208,7 @@ export const SIDE_LABELS: Record<SideName, string> = {
   any2: 'native ANY 2 of 3 physical standbys',
   receivewal: 'native ANY 2 of 3 pg_receivewal --synchronous',
   walkeeper: 'walkeeper propose + 3 safekeepers',
+  base: 'the same, built from WK_BENCH_QUORUM_BASE',
 };
 
 interface Side {
@@ -211,28 +224,31 @@ export class StandbySides {
   private readonly physical: PhysicalStandby[];
   private readonly receivers: Receiver[];
   private readonly walkeeper: WalkeeperQuorum;
+  private readonly base: WalkeeperQuorum | undefined;
   private readonly sides: Record<SideName, Side>;
   private current: Side | null = null;
 
   constructor(
     private readonly primary: LocalPg,
     skRoot: string,
-    opts: { safekeepers: number; skArgs: string[] },
+    opts: { safekeepers: number; skArgs: string[]; baseBin?: string },
   ) {
     this.physical = ['s1', 's2', 's3'].map((app) => new PhysicalStandby(primary, app));
     this.receivers = ['r1', 'r2', 'r3'].map((app) => new Receiver(primary, app));
-    this.walkeeper = new WalkeeperQuorum(skRoot, primary, opts.safekeepers, opts.skArgs);
+    this.walkeeper = new WalkeeperQuorum(join(skRoot, 'walkeeper'), primary, opts.safekeepers, opts.skArgs, 'walkeeper');
+    if (opts.baseBin) this.base = new WalkeeperQuorum(join(skRoot, 'base'), primary, opts.safekeepers, opts.skArgs, 'walkeeper_base', opts.baseBin);
     const any2 = (apps: string[]): string => `ANY 2 (${apps.join(', ')})`;
     this.sides = {
       first1: { members: [this.physical[0]], apps: ['s1'], standbyNames: 'FIRST 1 (s1)', state: 'sync' },
       any2: { members: this.physical, apps: ['s1', 's2', 's3'], standbyNames: any2(['s1', 's2', 's3']), state: 'quorum' },
       receivewal: { members: this.receivers, apps: ['r1', 'r2', 'r3'], standbyNames: any2(['r1', 'r2', 'r3']), state: 'quorum' },
       walkeeper: { members: [this.walkeeper], apps: ['walkeeper'], standbyNames: 'FIRST 1 (walkeeper)', state: 'sync' },
+      base: { members: this.base ? [this.base] : [], apps: ['walkeeper_base'], standbyNames: 'FIRST 1 (walkeeper_base)', state: 'sync' },
     };
   }
 
   private get all(): Member[] {
-    return [...this.physical, ...this.receivers, this.walkeeper];
+    return [...this.physical, ...this.receivers, this.walkeeper, ...(this.base ? [this.base] : [])];
   }
 
   /** Stop what `name` does not use, start what it does, and wait until it is a caught-up synchronous standby side. */

@@ -22,7 +22,10 @@
 // WK_BENCH_QUORUM_SIDES (default "first1,any2,receivewal,walkeeper");
 // WK_BENCH_QUORUM_SK_ARGS (extra safekeeper options, e.g. "--no-sync");
 // WK_BENCH_QUORUM_SAFEKEEPERS (default 3); WK_BENCH_QUORUM_SEG_MB (WAL
-// segment size); WK_BENCH_QUORUM_KEEP_LOGS=DIR keeps pgbench's logs.
+// segment size); WK_BENCH_QUORUM_KEEP_LOGS=DIR keeps pgbench's logs;
+// WK_BENCH_QUORUM_BASE=DIR (a built walkeeper checkout) allows the side
+// "base": the same quorum run from that build, for before/after figures in
+// one run (e.g. WK_BENCH_QUORUM_SIDES=walkeeper,base).
 import { cpSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -101,8 +104,8 @@ function rowsFor(name: string, by: Partial<Record<SideName, Medians>>): BenchRow
   };
   const higherBetter = (f: (m: Medians) => number) => (w: Medians, b: Medians) => f(w) / f(b);
   const lowerBetter = (f: (m: Medians) => number) => (w: Medians, b: Medians) => f(b) / f(w);
-  for (const base of ['any2', 'receivewal', 'first1'] as SideName[]) pair('tps', base, (m) => `${m.tps.toFixed(0)} tps`, higherBetter((m) => m.tps));
-  for (const base of ['any2', 'receivewal'] as SideName[]) {
+  for (const base of ['any2', 'receivewal', 'first1', 'base'] as SideName[]) pair('tps', base, (m) => `${m.tps.toFixed(0)} tps`, higherBetter((m) => m.tps));
+  for (const base of ['any2', 'receivewal', 'base'] as SideName[]) {
     pair('avg latency', base, (m) => `${m.avgMs.toFixed(2)} ms`, lowerBetter((m) => m.avgMs));
     pair('p99 latency', base, (m) => `${m.p99Ms.toFixed(2)} ms`, lowerBetter((m) => m.p99Ms));
     pair('standby-side CPU per commit', base, cpuText, lowerBetter((m) => m.cpuUs));
@@ -116,7 +119,11 @@ export async function quorumRows(): Promise<BenchRow[]> {
   const rounds = Number(process.env.WK_BENCH_QUORUM_ROUNDS ?? 2);
   const clientCounts = list(process.env.WK_BENCH_QUORUM_CLIENTS, '8,1').map(Number);
   const sideNames = list(process.env.WK_BENCH_QUORUM_SIDES, SIDE_NAMES.join(',')) as SideName[];
-  for (const s of sideNames) if (!SIDE_NAMES.includes(s)) throw new Error(`WK_BENCH_QUORUM_SIDES: unknown side "${s}" (known: ${SIDE_NAMES.join(', ')})`);
+  const baseDir = process.env.WK_BENCH_QUORUM_BASE;
+  for (const s of sideNames) {
+    if (!SIDE_NAMES.includes(s) && s !== 'base') throw new Error(`WK_BENCH_QUORUM_SIDES: unknown side "${s}" (known: ${SIDE_NAMES.join(', ')}, base)`);
+    if (s === 'base' && !baseDir) throw new Error('WK_BENCH_QUORUM_SIDES: side "base" needs WK_BENCH_QUORUM_BASE, a built walkeeper checkout');
+  }
   const segMb = process.env.WK_BENCH_QUORUM_SEG_MB ? Number(process.env.WK_BENCH_QUORUM_SEG_MB) : undefined;
   const primary = await LocalPg.init({ prefix: 'wk-bq-primary-', walSegSizeMb: segMb, conf: { max_wal_size: '4GB', checkpoint_timeout: '30min', wal_keep_size: 0 } });
   const skRoot = join(tmpdir(), `wk-bq-sk-${process.pid}`);
@@ -125,6 +132,7 @@ export async function quorumRows(): Promise<BenchRow[]> {
   const sides = new StandbySides(primary, skRoot, {
     safekeepers: Number(process.env.WK_BENCH_QUORUM_SAFEKEEPERS ?? 3),
     skArgs: (process.env.WK_BENCH_QUORUM_SK_ARGS ?? '').split(' ').filter(Boolean),
+    baseBin: baseDir ? join(resolve(baseDir), 'bin', 'walkeeper.js') : undefined,
   });
   const onExit = (): void => {
     sides.kill();
