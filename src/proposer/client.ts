@@ -3,13 +3,14 @@
 // (one protocol message per CopyData). Used by tests now and by a quorum
 // proposer later. Replies on the push channel are untagged, so the client
 // remembers what each message it sent expects back, in order.
-import { BackendTag, copyData, copyDone } from '../pq/frontend.js';
+import { BackendTag, copyData, copyDataHeader, copyDone } from '../pq/frontend.js';
 import {
   decodeNodeId,
   decodeSafeKeeperInfo,
   decodeSafeKeeperResponse,
   encodeRequestVote,
   encodeSafeKeeperRequest,
+  encodeSafeKeeperRequestHeader,
   encodeServerInfo,
 } from '../protocol/messages.js';
 import { zeroNodeId } from '../protocol/node-id.js';
@@ -41,6 +42,7 @@ type Expected =
   | { kind: 'response' };
 
 const HEX32 = /^[0-9a-fA-F]{32}$/;
+const EMPTY = new Uint8Array(0);
 
 export class ProposerClient extends FrontendConnection {
   private ending: Waiter<void> | null = null;
@@ -126,13 +128,24 @@ export class ProposerClient extends FrontendConnection {
     return this.socket.writableLength;
   }
 
-  /** Send a WAL request without waiting; its response comes from nextResponse(), in order. */
+  /**
+   * Send a WAL request without waiting; its response comes from
+   * nextResponse(), in order. req.wal is written as it is, not copied (a
+   * proposer sends the same WAL to every safekeeper): its bytes must not
+   * change afterwards.
+   */
   append(req: SafeKeeperRequest): void {
-    const bytes = encodeSafeKeeperRequest(req);
+    const head = encodeSafeKeeperRequestHeader(req);
     const err = this.pushError('append');
     if (err) throw err;
     this.expected.push({ kind: 'response' });
-    this.socket.write(copyData(bytes));
+    const wal = req.beginLsn === 0n ? EMPTY : req.wal;
+    // Corked: the three parts leave in one writev.
+    this.socket.cork();
+    this.socket.write(copyDataHeader(head.length + wal.length));
+    this.socket.write(head);
+    if (wal.length > 0) this.socket.write(wal);
+    this.socket.uncork();
   }
 
   /** The response to the oldest append() not yet returned. */

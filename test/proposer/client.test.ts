@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import t from 'tap';
 import { PgClient, PgServerError, ProposerClient, type ProposerConnectOptions } from '../../src/proposer/index.js';
 import type { CopyOutcome } from '../../src/proposer/pg-client.js';
-import { encodeSafeKeeperResponse } from '../../src/protocol/index.js';
+import { encodeSafeKeeperRequest, encodeSafeKeeperResponse } from '../../src/protocol/index.js';
 import { NODE_ID, NODE_ID_BYTES, SAFEKEEPER_INFO, SAFEKEEPER_INFO_BYTES, SERVER_INFO, SERVER_INFO_BYTES } from '../protocol/fixtures.js';
 import { freePort } from '../helpers/pg.js';
 import {
@@ -315,6 +315,30 @@ t.test('WAL push: greet, vote, pipelined appends, responses in order', async (t)
   await conn.read();
   conn.send(commandComplete('IDENTIFY_SYSTEM'), READY_IDLE);
   t.equal((await q).command, 'IDENTIFY_SYSTEM');
+  client.close();
+});
+
+t.test('an append writes the WAL it is given, not a copy, in one corked write with its headers', async (t) => {
+  const { client, conn } = await pushing();
+  await Promise.all([client.greet(SERVER_INFO), conn.readCopyData().then(() => conn.send(copyData(SAFEKEEPER_INFO_BYTES)))]);
+  const vote = client.vote({ nodeId: NODE_ID, vcl: 0n, epoch: 1n });
+  await conn.readCopyData();
+  conn.send(copyData(NODE_ID_BYTES));
+  await vote;
+  const socket = (client as unknown as { socket: import('node:net').Socket }).socket;
+  const writes: { chunk: Uint8Array; corked: number }[] = [];
+  const write = socket.write.bind(socket) as (chunk: Uint8Array) => boolean;
+  socket.write = ((chunk: Uint8Array) => {
+    writes.push({ chunk, corked: socket.writableCorked });
+    return write(chunk);
+  }) as typeof socket.write;
+  const wal = new Uint8Array(64).fill(7);
+  client.append({ senderId: NODE_ID, beginLsn: 0x100n, endLsn: 0x140n, restartLsn: 0n, commitLsn: 0n, wal });
+  socket.write = write as typeof socket.write;
+  t.ok(writes.some((w) => w.chunk === wal), 'the WAL array itself is handed to the socket');
+  t.ok(writes.every((w) => w.corked > 0), 'every part is written while corked (one writev)');
+  const got = await conn.readCopyData();
+  t.same(got, encodeSafeKeeperRequest({ senderId: NODE_ID, beginLsn: 0x100n, endLsn: 0x140n, restartLsn: 0n, commitLsn: 0n, wal }), 'one CopyData with the whole request');
   client.close();
 });
 
