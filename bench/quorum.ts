@@ -18,7 +18,8 @@
 //
 // Knobs (environment): WK_BENCH_QUORUM=0 skips the group;
 // WK_BENCH_QUORUM_SECONDS (default 15) per pgbench run; WK_BENCH_QUORUM_ROUNDS
-// (default 2); WK_BENCH_QUORUM_CLIENTS (default "8,1", a list);
+// (default 2); WK_BENCH_QUORUM_WARMUP (default 3: seconds of unmeasured
+// pgbench after each side switch); WK_BENCH_QUORUM_CLIENTS (default "8,1", a list);
 // WK_BENCH_QUORUM_SIDES (default "first1,any2,receivewal,walkeeper");
 // WK_BENCH_QUORUM_SK_ARGS (extra safekeeper options, e.g. "--no-sync");
 // WK_BENCH_QUORUM_SAFEKEEPERS (default 3); WK_BENCH_QUORUM_SEG_MB (WAL
@@ -117,6 +118,7 @@ export async function quorumRows(): Promise<BenchRow[]> {
   if (process.env.WK_BENCH_QUORUM === '0') return [];
   const seconds = Number(process.env.WK_BENCH_QUORUM_SECONDS ?? 15);
   const rounds = Number(process.env.WK_BENCH_QUORUM_ROUNDS ?? 2);
+  const warmup = Number(process.env.WK_BENCH_QUORUM_WARMUP ?? 3);
   const clientCounts = list(process.env.WK_BENCH_QUORUM_CLIENTS, '8,1').map(Number);
   const sideNames = list(process.env.WK_BENCH_QUORUM_SIDES, SIDE_NAMES.join(',')) as SideName[];
   const baseDir = process.env.WK_BENCH_QUORUM_BASE;
@@ -146,6 +148,8 @@ export async function quorumRows(): Promise<BenchRow[]> {
     for (let r = 0; r < rounds; r++) {
       for (const side of r % 2 ? [...sideNames].reverse() : sideNames) {
         await sides.use(side);
+        // Unmeasured: a side just started has cold caches and, for walkeeper, code not yet optimised.
+        if (warmup > 0) await primary.pgbench(['-n', '-N', '-c', '8', '-j', '2', '-T', String(warmup)]);
         for (const clients of clientCounts) {
           await primary.sql('checkpoint');
           await sleep(1000);
