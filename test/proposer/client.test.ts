@@ -63,6 +63,17 @@ async function pushing(): Promise<{ client: ProposerClient; conn: FakeConn }> {
   return c;
 }
 
+/** A WAL push stream greeted and with the vote granted (epoch 1). */
+async function voted(): Promise<{ client: ProposerClient; conn: FakeConn }> {
+  const c = await pushing();
+  await Promise.all([c.client.greet(SERVER_INFO), c.conn.readCopyData().then(() => c.conn.send(copyData(SAFEKEEPER_INFO_BYTES)))]);
+  const vote = c.client.vote({ nodeId: NODE_ID, vcl: 0n, epoch: 1n });
+  await c.conn.readCopyData();
+  c.conn.send(copyData(NODE_ID_BYTES));
+  await vote;
+  return c;
+}
+
 const response = (epoch: bigint, flush: bigint) =>
   encodeSafeKeeperResponse({ epoch, flushLsn: flush, hsFeedback: { ts: 0n, xmin: 0xffffffffffffffffn, catalogXmin: 0xffffffffffffffffn } });
 
@@ -319,12 +330,7 @@ t.test('WAL push: greet, vote, pipelined appends, responses in order', async (t)
 });
 
 t.test('an append writes the WAL it is given, not a copy, in one corked write with its headers', async (t) => {
-  const { client, conn } = await pushing();
-  await Promise.all([client.greet(SERVER_INFO), conn.readCopyData().then(() => conn.send(copyData(SAFEKEEPER_INFO_BYTES)))]);
-  const vote = client.vote({ nodeId: NODE_ID, vcl: 0n, epoch: 1n });
-  await conn.readCopyData();
-  conn.send(copyData(NODE_ID_BYTES));
-  await vote;
+  const { client, conn } = await voted();
   const socket = (client as unknown as { socket: import('node:net').Socket }).socket;
   const writes: { chunk: Uint8Array; corked: number }[] = [];
   const write = socket.write.bind(socket) as (chunk: Uint8Array) => boolean;
@@ -343,12 +349,7 @@ t.test('an append writes the WAL it is given, not a copy, in one corked write wi
 });
 
 t.test('an ErrorResponse rejects everything pending', async (t) => {
-  const { client, conn } = await pushing();
-  await Promise.all([client.greet(SERVER_INFO), conn.readCopyData().then(() => conn.send(copyData(SAFEKEEPER_INFO_BYTES)))]);
-  const vote = client.vote({ nodeId: NODE_ID, vcl: 0n, epoch: 1n });
-  await conn.readCopyData();
-  conn.send(copyData(NODE_ID_BYTES));
-  await vote;
+  const { client, conn } = await voted();
   client.append({ senderId: NODE_ID, beginLsn: 0x10n, endLsn: 0x11n, restartLsn: 0n, commitLsn: 0n, wal: Uint8Array.of(1) });
   client.append({ senderId: NODE_ID, beginLsn: 0x11n, endLsn: 0x12n, restartLsn: 0n, commitLsn: 0n, wal: Uint8Array.of(2) });
   const r1 = client.nextResponse();
