@@ -16,7 +16,7 @@ shift 2
 xact() { psql -X -At -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "select xact_commit from pg_stat_database where datname = 'postgres'"; }
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # clock ticks (1/100 s)
 events=raw_syscalls:sys_enter,context-switches
-for s in read write writev pwrite64 pread64 fdatasync futex epoll_pwait epoll_wait sendto recvfrom; do events+=",syscalls:sys_enter_$s"; done
+for s in read write writev pwrite64 pread64 fdatasync fsync futex epoll_pwait epoll_wait select pselect6 poll ppoll sendto recvfrom; do events+=",syscalls:sys_enter_$s"; done
 out=$(mktemp -d)
 declare -A cpu0
 for lp in "$@"; do cpu0[${lp#*=}]=$(cpu "${lp#*=}"); done
