@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import t from 'tap';
 import { PgClient, PgServerError, ProposerClient, type ProposerConnectOptions } from '../../src/proposer/index.js';
+import { COPY_WAL_BELOW } from '../../src/proposer/client.js';
 import type { CopyOutcome } from '../../src/proposer/pg-client.js';
 import { encodeSafeKeeperRequest, encodeSafeKeeperResponse } from '../../src/protocol/index.js';
 import { NODE_ID, NODE_ID_BYTES, SAFEKEEPER_INFO, SAFEKEEPER_INFO_BYTES, SERVER_INFO, SERVER_INFO_BYTES } from '../protocol/fixtures.js';
@@ -329,22 +330,33 @@ t.test('WAL push: greet, vote, pipelined appends, responses in order', async (t)
   client.close();
 });
 
-t.test('an append writes the WAL it is given, not a copy, in one corked write with its headers', async (t) => {
+t.test('an append: small WAL copied into one write, larger WAL written as it is, corked with its headers', async (t) => {
   const { client, conn } = await voted();
   const socket = (client as unknown as { socket: import('node:net').Socket }).socket;
-  const writes: { chunk: Uint8Array; corked: number }[] = [];
   const write = socket.write.bind(socket) as (chunk: Uint8Array) => boolean;
-  socket.write = ((chunk: Uint8Array) => {
-    writes.push({ chunk, corked: socket.writableCorked });
-    return write(chunk);
-  }) as typeof socket.write;
-  const wal = new Uint8Array(64).fill(7);
-  client.append({ senderId: NODE_ID, beginLsn: 0x100n, endLsn: 0x140n, restartLsn: 0n, commitLsn: 0n, wal });
-  socket.write = write as typeof socket.write;
-  t.ok(writes.some((w) => w.chunk === wal), 'the WAL array itself is handed to the socket');
-  t.ok(writes.every((w) => w.corked > 0), 'every part is written while corked (one writev)');
-  const got = await conn.readCopyData();
-  t.same(got, encodeSafeKeeperRequest({ senderId: NODE_ID, beginLsn: 0x100n, endLsn: 0x140n, restartLsn: 0n, commitLsn: 0n, wal }), 'one CopyData with the whole request');
+  const appendSeen = (wal: Uint8Array, begin: bigint): { chunk: Uint8Array; corked: number }[] => {
+    const writes: { chunk: Uint8Array; corked: number }[] = [];
+    socket.write = ((chunk: Uint8Array) => {
+      writes.push({ chunk, corked: socket.writableCorked });
+      return write(chunk);
+    }) as typeof socket.write;
+    client.append({ senderId: NODE_ID, beginLsn: begin, endLsn: begin + BigInt(wal.length), restartLsn: 0n, commitLsn: 0n, wal });
+    socket.write = write as typeof socket.write;
+    return writes;
+  };
+  const expect = (wal: Uint8Array, begin: bigint) => encodeSafeKeeperRequest({ senderId: NODE_ID, beginLsn: begin, endLsn: begin + BigInt(wal.length), restartLsn: 0n, commitLsn: 0n, wal });
+
+  const small = new Uint8Array(COPY_WAL_BELOW - 1).fill(7);
+  const s = appendSeen(small, 0x100n);
+  t.equal(s.length, 1, 'below COPY_WAL_BELOW: one write');
+  t.equal(s[0].chunk.length, 5 + 56 + small.length, 'of the whole CopyData message');
+  t.same(await conn.readCopyData(), expect(small, 0x100n));
+
+  const big = new Uint8Array(COPY_WAL_BELOW).fill(9);
+  const b = appendSeen(big, 0x1000n);
+  t.ok(b.some((w) => w.chunk === big), 'from COPY_WAL_BELOW on: the WAL array itself is handed to the socket');
+  t.ok(b.every((w) => w.corked > 0), 'every part written while corked (one writev)');
+  t.same(await conn.readCopyData(), expect(big, 0x1000n), 'one CopyData with the whole request');
   client.close();
 });
 
