@@ -103,6 +103,11 @@ export class LocalPg {
     return this.child !== null;
   }
 
+  /** The postmaster's pid while running (its backends and auxiliary processes are its children). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   async sql(query: string, db = 'postgres'): Promise<string> {
     const out = await runPgOk('/usr/bin/psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-d', db, '-c', query]);
     return out.trim();
@@ -119,16 +124,27 @@ export class LocalPg {
   }
 }
 
+/**
+ * The Node that runs walkeeper: this one, or on a Node older than 24 the
+ * pinned one bin/walkeeper.js would hand itself to. Started directly, so
+ * that node options reach it and no idle wrapper process sits in between.
+ */
+function walkeeperNode(): string {
+  const pinned = join(REPO, 'node_modules', 'node', 'bin', 'node');
+  return Number(process.versions.node.split('.')[0]) < 24 && existsSync(pinned) ? pinned : process.execPath;
+}
+
 /** A walkeeper child process (`run` or `propose`) with its output kept. */
 export class WalkeeperProc {
   readonly child: ChildProcess;
   output = '';
   readonly exited: Promise<number | null>;
 
-  constructor(args: string[], opts: { logLevel?: string; onLine?: (line: string) => void } = {}) {
+  /** `opts.bin`: the walkeeper entry point to run (default this checkout's). */
+  constructor(args: string[], opts: { logLevel?: string; onLine?: (line: string) => void; bin?: string } = {}) {
     // WK_BENCH_NODE_ARGS: extra node options for walkeeper processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
     const nodeArgs = (process.env.WK_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    this.child = spawn(process.execPath, [...nodeArgs, WALKEEPER_BIN, ...args], {
+    this.child = spawn(walkeeperNode(), [...nodeArgs, opts.bin ?? WALKEEPER_BIN, ...args], {
       cwd: REPO,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, WALKEEPER_LOG_FORMAT: 'json', WALKEEPER_LOG_LEVEL: opts.logLevel ?? 'info' },
@@ -168,13 +184,14 @@ export class WalkeeperProc {
 }
 
 /** Start `walkeeper run` and wait until it is ready. */
-export async function startSafekeeper(dataDir: string, pgPort: number, httpPort: number, extra: string[] = []): Promise<WalkeeperProc> {
+export async function startSafekeeper(dataDir: string, pgPort: number, httpPort: number, extra: string[] = [], bin?: string): Promise<WalkeeperProc> {
   let ready: () => void = () => {};
   const isReady = new Promise<void>((r) => (ready = r));
   const p = new WalkeeperProc(['run', '-D', dataDir, '--listen-pg', `127.0.0.1:${pgPort}`, '--listen-http', `127.0.0.1:${httpPort}`, ...extra], {
     onLine: (line) => {
       if (line.includes('"walkeeper ready"')) ready();
     },
+    bin,
   });
   const failed = p.exited.then((code) => {
     throw new Error(`walkeeper run exited (${code}) during start-up: ${p.output.trim().slice(-2000)}`);

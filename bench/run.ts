@@ -2,6 +2,7 @@
 // with a baseline measured in the same process, so the ratio is what counts.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { appendRows } from './append.js';
 import { archiveRows } from './archive.js';
 import { crcRows } from './crc.js';
 import { frameRows } from './frames.js';
@@ -29,6 +30,7 @@ async function main(): Promise<void> {
   const walEnd = await optionalGroup('./wal-end.js', 'walEndRows');
   if (walEnd) groups.push(walEnd);
   else process.stderr.write('bench: wal-end.js not built, skipping the end-of-WAL rows\n');
+  groups.push(['append', appendRows]);
   groups.push(['replication', replicationRows]);
   groups.push(['quorum', quorumRows]);
   groups.push(['archive', archiveRows]);

@@ -46,6 +46,14 @@ export function copyData(payload: Uint8Array): Buffer {
   return message(BackendTag.CopyData, (w) => w.bytes(payload));
 }
 
+/** The 5 bytes that start a CopyData message whose payload (`payloadLength` bytes) is written after them. */
+export function copyDataHeader(payloadLength: number): Buffer {
+  const out = Buffer.allocUnsafe(5);
+  out[0] = BackendTag.CopyData;
+  out.writeInt32BE(4 + payloadLength, 1);
+  return out;
+}
+
 export function copyDone(): Buffer {
   return message(BackendTag.CopyDone, () => {});
 }

@@ -192,16 +192,25 @@ function checkWalRange(begin: bigint, end: bigint, walBytes: number, what: strin
 }
 
 export function encodeSafeKeeperRequest(req: SafeKeeperRequest): Buffer {
+  const head = encodeSafeKeeperRequestHeader(req);
+  return req.beginLsn === 0n ? head : Buffer.concat([head, req.wal]);
+}
+
+/**
+ * The fixed part of a SafeKeeperRequest, with the same checks as
+ * encodeSafeKeeperRequest: on the wire, req.wal follows it (nothing when
+ * begin_lsn is 0). Lets a sender write the WAL it already holds without
+ * copying it into each request.
+ */
+export function encodeSafeKeeperRequestHeader(req: SafeKeeperRequest): Buffer {
   const what = 'SafeKeeperRequest';
   checkWalRange(req.beginLsn, req.endLsn, req.beginLsn === 0n ? 0 : req.wal.length, what);
-  const wal = req.beginLsn === 0n ? new Uint8Array(0) : req.wal;
-  const w = new Writer(LE, REQUEST_HEADER_SIZE + wal.length);
+  const w = new Writer(LE, REQUEST_HEADER_SIZE);
   writeNodeId(w, req.senderId, what);
   u64Field(w, req.beginLsn, what, 'begin_lsn');
   u64Field(w, req.endLsn, what, 'end_lsn');
   u64Field(w, req.restartLsn, what, 'restart_lsn');
   u64Field(w, req.commitLsn, what, 'commit_lsn');
-  w.bytes(wal);
   return w.finish();
 }
 

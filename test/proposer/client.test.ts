@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import t from 'tap';
 import { PgClient, PgServerError, ProposerClient, type ProposerConnectOptions } from '../../src/proposer/index.js';
+import { COPY_WAL_BELOW } from '../../src/proposer/client.js';
 import type { CopyOutcome } from '../../src/proposer/pg-client.js';
-import { encodeSafeKeeperResponse } from '../../src/protocol/index.js';
+import { encodeSafeKeeperRequest, encodeSafeKeeperResponse } from '../../src/protocol/index.js';
 import { NODE_ID, NODE_ID_BYTES, SAFEKEEPER_INFO, SAFEKEEPER_INFO_BYTES, SERVER_INFO, SERVER_INFO_BYTES } from '../protocol/fixtures.js';
 import { freePort } from '../helpers/pg.js';
 import {
@@ -60,6 +61,17 @@ async function pushing(): Promise<{ client: ProposerClient; conn: FakeConn }> {
   t.equal(q.body.toString(), 'START_WAL_PUSH\0');
   c.conn.send(COPY_BOTH);
   await started;
+  return c;
+}
+
+/** A WAL push stream greeted and with the vote granted (epoch 1). */
+async function voted(): Promise<{ client: ProposerClient; conn: FakeConn }> {
+  const c = await pushing();
+  await Promise.all([c.client.greet(SERVER_INFO), c.conn.readCopyData().then(() => c.conn.send(copyData(SAFEKEEPER_INFO_BYTES)))]);
+  const vote = c.client.vote({ nodeId: NODE_ID, vcl: 0n, epoch: 1n });
+  await c.conn.readCopyData();
+  c.conn.send(copyData(NODE_ID_BYTES));
+  await vote;
   return c;
 }
 
@@ -318,13 +330,38 @@ t.test('WAL push: greet, vote, pipelined appends, responses in order', async (t)
   client.close();
 });
 
+t.test('an append: small WAL copied into one write, larger WAL written as it is, corked with its headers', async (t) => {
+  const { client, conn } = await voted();
+  const socket = (client as unknown as { socket: import('node:net').Socket }).socket;
+  const write = socket.write.bind(socket) as (chunk: Uint8Array) => boolean;
+  const appendSeen = (wal: Uint8Array, begin: bigint): { chunk: Uint8Array; corked: number }[] => {
+    const writes: { chunk: Uint8Array; corked: number }[] = [];
+    socket.write = ((chunk: Uint8Array) => {
+      writes.push({ chunk, corked: socket.writableCorked });
+      return write(chunk);
+    }) as typeof socket.write;
+    client.append({ senderId: NODE_ID, beginLsn: begin, endLsn: begin + BigInt(wal.length), restartLsn: 0n, commitLsn: 0n, wal });
+    socket.write = write as typeof socket.write;
+    return writes;
+  };
+  const expect = (wal: Uint8Array, begin: bigint) => encodeSafeKeeperRequest({ senderId: NODE_ID, beginLsn: begin, endLsn: begin + BigInt(wal.length), restartLsn: 0n, commitLsn: 0n, wal });
+
+  const small = new Uint8Array(COPY_WAL_BELOW - 1).fill(7);
+  const s = appendSeen(small, 0x100n);
+  t.equal(s.length, 1, 'below COPY_WAL_BELOW: one write');
+  t.equal(s[0].chunk.length, 5 + 56 + small.length, 'of the whole CopyData message');
+  t.same(await conn.readCopyData(), expect(small, 0x100n));
+
+  const big = new Uint8Array(COPY_WAL_BELOW).fill(9);
+  const b = appendSeen(big, 0x1000n);
+  t.ok(b.some((w) => w.chunk === big), 'from COPY_WAL_BELOW on: the WAL array itself is handed to the socket');
+  t.ok(b.every((w) => w.corked > 0), 'every part written while corked (one writev)');
+  t.same(await conn.readCopyData(), expect(big, 0x1000n), 'one CopyData with the whole request');
+  client.close();
+});
+
 t.test('an ErrorResponse rejects everything pending', async (t) => {
-  const { client, conn } = await pushing();
-  await Promise.all([client.greet(SERVER_INFO), conn.readCopyData().then(() => conn.send(copyData(SAFEKEEPER_INFO_BYTES)))]);
-  const vote = client.vote({ nodeId: NODE_ID, vcl: 0n, epoch: 1n });
-  await conn.readCopyData();
-  conn.send(copyData(NODE_ID_BYTES));
-  await vote;
+  const { client, conn } = await voted();
   client.append({ senderId: NODE_ID, beginLsn: 0x10n, endLsn: 0x11n, restartLsn: 0n, commitLsn: 0n, wal: Uint8Array.of(1) });
   client.append({ senderId: NODE_ID, beginLsn: 0x11n, endLsn: 0x12n, restartLsn: 0n, commitLsn: 0n, wal: Uint8Array.of(2) });
   const r1 = client.nextResponse();

@@ -12,6 +12,7 @@ import {
   encodeRequestVote,
   encodeSafeKeeperInfo,
   encodeSafeKeeperRequest,
+  encodeSafeKeeperRequestHeader,
   encodeSafeKeeperResponse,
   encodeServerInfo,
   isEndOfStream,
@@ -168,6 +169,10 @@ t.test('SafeKeeperRequest: 56-byte header then the WAL', (t) => {
 
   throwsProtocol(t, () => encodeSafeKeeperRequest({ ...req, wal: new Uint8Array(4) }), 'wal-length-mismatch', /got 4 bytes/);
   throwsProtocol(t, () => encodeSafeKeeperRequest({ ...req, endLsn: 1n }), 'end-before-begin', /end_lsn/);
+
+  // The header alone (a sender writes the WAL after it without copying): the same bytes and checks.
+  t.same(encodeSafeKeeperRequestHeader(req), header);
+  throwsProtocol(t, () => encodeSafeKeeperRequestHeader({ ...req, wal: new Uint8Array(4) }), 'wal-length-mismatch', /got 4 bytes/);
   t.end();
 });
 
