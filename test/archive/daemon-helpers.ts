@@ -98,6 +98,8 @@ export interface ArchiveStatus {
 }
 
 export interface TimelineStatus {
+  epoch: number;
+  server: { pg_timeline: number; system_id: string };
   flush_lsn: string;
   commit_lsn: string;
   local_start_lsn: string;

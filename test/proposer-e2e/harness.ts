@@ -10,6 +10,7 @@ import pg from 'pg';
 import type { Test } from 'tap';
 import { formatLsn, parseLsn, segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../../src/lsn.js';
 import { PgClient } from '../../src/proposer/pg-client.js';
+import { status, type TimelineStatus } from '../archive/daemon-helpers.js';
 import { BIN, ROOT, startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daemon/helpers.js';
 import { sleep, waitFor } from '../helpers/support.js';
 import { chownToPg, freePort, pgTempDir, runPgOk, startCluster, type ClusterOptions, type PgCluster } from '../helpers/pg.js';
@@ -78,6 +79,12 @@ export class Safekeeper {
     } finally {
       c.close();
     }
+  }
+
+  /** The timeline as the admin API shows it. */
+  async status(): Promise<TimelineStatus> {
+    if (!this.proc) throw new Error(`${this.address} is down`);
+    return status(this.proc);
   }
 
   /** `length` bytes of stored WAL from `start` (.partial preferred; zeros where no file). */
@@ -303,6 +310,11 @@ export class Workload {
     await Promise.all(this.loops);
     await Promise.all(this.clients.map((c) => c.end().catch(() => {})));
   }
+}
+
+/** The quorum options of sync-safekeepers and promote for these safekeepers. */
+export function quorumArgs(safekeepers: readonly Safekeeper[]): string[] {
+  return ['--safekeepers', safekeepers.map((s) => s.address).join(','), '--tenant', TENANT, '--timeline', TIMELINE];
 }
 
 /** `formatLsn` for messages. */
