@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import { formatLsn, parseLsn } from '../../src/lsn.js';
 import { runCli } from '../daemon/helpers.js';
 import { sleep, waitFor } from '../helpers/support.js';
-import { makeSynchronous, ProposerProc, quorumArgs, startQuorum, startStandby, type QuorumSetup } from './harness.js';
+import { makeSynchronous, ProposerProc, quorumArgs, startStandby, startSynchronousQuorum, type QuorumSetup } from './harness.js';
 
 async function promote(q: QuorumSetup, standbyPort: number, timeout: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return runCli(['promote', '--standby', `host=127.0.0.1 port=${standbyPort} user=postgres`, ...quorumArgs(q.safekeepers), '--timeout', timeout], { timeoutMs: 120_000 });
@@ -16,10 +16,7 @@ async function promote(q: QuorumSetup, standbyPort: number, timeout: string): Pr
 
 /** A running quorum with a synchronous proposer, some committed rows, and a hot standby that has replayed them. */
 async function setup(t: Test) {
-  const q = await startQuorum(t);
-  q.proposer.start();
-  await q.proposer.waitLog('a quorum holds WAL of this term: commits flow');
-  await makeSynchronous(q.primary);
+  const q = await startSynchronousQuorum(t);
   const standby = await startStandby(t, q.primary, q.safekeepers[0]);
   await q.primary.sql('create table p (i int); insert into p select generate_series(1, 1000)');
   await waitFor('the standby to replay the rows', () => standby.sql('select count(*) from p').catch(() => ''), (v) => v === '1000');
@@ -28,6 +25,12 @@ async function setup(t: Test) {
 
 t.test('a standby that is behind is refused within its timeout and left a standby', async (t) => {
   const { q, standby } = await setup(t);
+  // A server that is not a standby is refused before anything is fenced.
+  const wrong = await promote(q, q.primary.port, '3s');
+  t.equal(wrong.code, 1);
+  t.match(wrong.stderr, /^walkeeper promote: 127\.0\.0\.1:\d+ is not a standby \(pg_is_in_recovery\(\) is false\)\n$/);
+  await q.primary.sql('insert into p values (0)');
+  t.equal(q.proposer.proc?.exitCode, null, 'the running proposer was not fenced: commits still return');
   // Point its walreceiver at nothing, then commit more through the quorum.
   await standby.sql("alter system set primary_conninfo = 'host=127.0.0.1 port=1 user=postgres'");
   await standby.sql('select pg_reload_conf()');
