@@ -1,9 +1,10 @@
 // `walkeeper promote` with real PostgreSQL 15: a standby that is behind is
 // refused within its timeout and left a standby; a caught-up standby is
 // promoted (timeline 2, the switch point printed); `walkeeper propose`
-// against it continues the quorum on timeline 2; a proposer against the old
-// primary (still on timeline 1) is refused naming both timelines and the
-// switch point.
+// against it continues the quorum on timeline 2; sync-safekeepers moves a
+// safekeeper that missed the switch; a proposer against the old primary
+// (still on timeline 1) is refused naming both timelines and the switch
+// point.
 import t, { type Test } from 'tap';
 import { formatLsn, parseLsn } from '../../src/lsn.js';
 import { runCli } from '../daemon/helpers.js';
@@ -66,16 +67,29 @@ t.test('a caught-up standby is promoted; propose continues on timeline 2; the ol
   t.equal(await standby.sql('select count(*) from p'), '1000', 'with every committed row');
   t.equal(await q.proposer.exit!.then((e) => e.code), 1, 'the old proposer was fenced');
 
-  // The proposer in front of the new primary continues the quorum on timeline 2.
+  // The proposer in front of the new primary continues the quorum on timeline 2,
+  // with the third safekeeper down: it stays on timeline 1 for now.
+  await q.safekeepers[2].kill9();
   const next = new ProposerProc(t, ['--primary', `host=127.0.0.1 port=${standby.port} user=postgres`, ...quorumArgs(q.safekeepers)]);
   next.start();
   await next.waitLog('a quorum holds WAL of this term: commits flow', 0, 60_000);
   await makeSynchronous(standby);
   await standby.sql('insert into p values (-1)');
-  const st = await Promise.all(q.safekeepers.map((s) => s.status()));
-  t.same(st.map((s) => s.server.pg_timeline), [2, 2, 2], 'the safekeepers are on PostgreSQL timeline 2');
+  const st = await Promise.all(q.safekeepers.slice(0, 2).map((s) => s.status()));
+  t.same(st.map((s) => s.server.pg_timeline), [2, 2], 'the live safekeepers are on PostgreSQL timeline 2');
   const commit = parseLsn(st[0].commit_lsn);
   t.ok(commit > x, `WAL of timeline 2 is committed through the quorum (${formatLsn(commit)} > ${m[1]})`);
+  t.equal((await next.stop())?.code, 0);
+
+  // sync-safekeepers moves the one left on timeline 1: it gets the history first.
+  await q.safekeepers[2].start();
+  t.equal((await q.safekeepers[2].status()).server.pg_timeline, 1, 'the third safekeeper is still on timeline 1');
+  const s = await runCli(['sync-safekeepers', ...quorumArgs(q.safekeepers)], { timeoutMs: 60_000 });
+  t.equal(s.code, 0, s.stderr);
+  const vcl2 = parseLsn(s.stdout.trim());
+  t.ok(vcl2 >= commit, `the VCL ${s.stdout.trim()} holds the timeline 2 commit`);
+  const all = await Promise.all(q.safekeepers.map((sk) => sk.status()));
+  t.same(all.map((a) => [a.server.pg_timeline, parseLsn(a.commit_lsn), parseLsn(a.flush_lsn)]), [[2, vcl2, vcl2], [2, vcl2, vcl2], [2, vcl2, vcl2]], 'all three on timeline 2 at the VCL');
 
   // The old primary, still on timeline 1, gets its own proposer: refused.
   const old = new ProposerProc(t, ['--primary', `host=127.0.0.1 port=${q.primary.port} user=postgres`, ...quorumArgs(q.safekeepers), '--slot', 'old', '--application-name', 'old']);
@@ -88,5 +102,4 @@ t.test('a caught-up standby is promoted; propose continues on timeline 2; the ol
     'naming both timelines and the switch point',
   );
   t.equal((await Promise.all(q.safekeepers.map((s) => s.status()))).map((s) => s.server.pg_timeline).join(), '2,2,2', 'nothing changed on the safekeepers');
-  await next.stop();
 });
