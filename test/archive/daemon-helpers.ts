@@ -99,6 +99,7 @@ export interface ArchiveStatus {
 }
 
 export interface TimelineStatus {
+  pg_timeline: number;
   flush_lsn: string;
   commit_lsn: string;
   local_start_lsn: string;
