@@ -5,12 +5,12 @@
 import { existsSync } from 'node:fs';
 import type { AcceptorStorage } from '../acceptor/storage.js';
 import type { Logger } from '../log.js';
-import { formatLsn, isValidWalSegSize, segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../lsn.js';
+import { formatLsn, isValidWalSegSize, segmentNumber, segmentOffset, type Lsn } from '../lsn.js';
 import type { SafeKeeperInfo } from '../protocol/types.js';
 import { ControlFile } from '../storage/control.js';
 import { mkdirDurableSync } from '../storage/fsutil.js';
 import { completePassedSegments, syncLeftoverWal, WalSegments } from '../storage/segments.js';
-import { readHistoryFile, storeHistoryFile } from '../storage/history-files.js';
+import { readHistoryFile, removeHistoryTempFiles, storeHistoryFile } from '../storage/history-files.js';
 import { copySegmentPrefix } from '../storage/timeline-switch.js';
 import { parseHistory, type HistoryEntry } from '../wal/history.js';
 import { TimelineAncestry } from '../wal/timeline-files.js';
@@ -163,7 +163,8 @@ export class TimelineStorage implements AcceptorStorage {
     if (offset === 0 || !this.onDisk) return;
     const segno = segmentNumber(switchLsn, segSize);
     const from = this.ancestry().fileName(segno, segSize);
-    const to = segmentFileName(tli, segno, segSize);
+    // Usually `tli` itself; an intermediate timeline's when the move skips one (1 → 3 through 2).
+    const to = new TimelineAncestry(tli, this.timelineHistory(tli) ?? []).fileName(segno, segSize);
     try {
       copySegmentPrefix(this.opts.dir, segSize, from, to, offset, { noSync: this.opts.noSync });
     } catch (err) {
@@ -205,6 +206,11 @@ export class TimelineStorage implements AcceptorStorage {
     const state = this.persisted;
     if (this.opts.noSync || !this.onDisk || !state || !isValidWalSegSize(state.server.walSegSize)) return;
     syncLeftoverWal(this.opts.dir, state.server.walSegSize);
+  }
+
+  /** Load-time: remove what a history file write interrupted by a crash left. */
+  removeHistoryTempFiles(): void {
+    if (this.onDisk) removeHistoryTempFiles(this.opts.dir, { noSync: this.opts.noSync });
   }
 
   /** Load-time: complete names for `.partial` segments the WAL (ending at `walEnd`) has wholly passed. */

@@ -3,8 +3,9 @@
 // the refusals that fence an old primary, leaving storage untouched.
 import t from 'tap';
 import { Acceptor, AcceptorError, type AcceptorStorage } from '../../src/acceptor/index.js';
-import { decodeControlFile, encodeControlFile, type NodeId, type SafeKeeperInfo, type ServerInfo } from '../../src/protocol/index.js';
+import { decodeControlFile, encodeControlFile, type SafeKeeperInfo, type ServerInfo } from '../../src/protocol/index.js';
 import type { HistoryEntry } from '../../src/wal/history.js';
+import { id, SEG, server } from './fixtures.js';
 
 class MemStorage implements AcceptorStorage {
   calls: string[] = [];
@@ -39,20 +40,6 @@ class MemStorage implements AcceptorStorage {
   }
 }
 
-const id = (term: bigint): NodeId => ({ term, uuid: Uint8Array.from({ length: 16 }, (_, i) => (i === 15 ? 1 : 0)) });
-const SEG = 16 << 20;
-const server = (over: Partial<ServerInfo> = {}): ServerInfo => ({
-  protocolVersion: 1,
-  pgVersion: 150004,
-  nodeId: id(9n),
-  systemId: 7n,
-  timelineId: new Uint8Array(16).fill(0x22),
-  walEnd: 0n,
-  timeline: 1,
-  walSegSize: SEG,
-  tenantId: new Uint8Array(16).fill(0x11),
-  ...over,
-});
 const anonymous = (over: Partial<ServerInfo> = {}) => server({ systemId: 0n, timeline: 0, walSegSize: 0, pgVersion: 0, ...over });
 const SWITCH = 0x3000028n;
 
@@ -126,6 +113,22 @@ t.test('a greeting from a descendant timeline moves: truncate at X, caps, persis
   t.equal(again.server.timeline, 2, 'the move survives a restart');
   t.equal(again.flushLsn, SWITCH + 0x80n);
   t.same(st.take(), [], 'no second move');
+  t.end();
+});
+
+t.test("a session still streaming from the old timeline gets nothing more acknowledged after a move", (t) => {
+  const st = onTimeline1();
+  const acc = new Acceptor(st);
+  const old = acc.newSession();
+  old.greet(server(), 0x3000100n);
+  t.ok(old.vote({ nodeId: id(5n), vcl: 0x3000100n, epoch: 5n }).granted);
+  acc.newSession().greet(server({ timeline: 2 }), 0x3000100n);
+  st.take();
+  t.throws(() => old.append({ senderId: id(5n), beginLsn: SWITCH, endLsn: SWITCH + 0x10n, commitLsn: 0n, restartLsn: 0n, wal: new Uint8Array(0x10) }), {
+    code: 'pg-timeline-mismatch',
+    message: /primary is on PostgreSQL timeline 1, but the timeline moved to PostgreSQL timeline 2/,
+  });
+  t.same(st.take(), [], 'nothing written');
   t.end();
 });
 

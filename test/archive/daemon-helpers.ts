@@ -101,6 +101,7 @@ export interface ArchiveStatus {
 export interface TimelineStatus {
   epoch: number;
   server: { pg_timeline: number; system_id: string };
+  pg_timeline: number;
   flush_lsn: string;
   commit_lsn: string;
   local_start_lsn: string;

@@ -40,7 +40,7 @@ t.test('history and segments archived under their real names across a switch', a
   // Timeline 1: the old primary's WAL past the switch point too, committed only up to it.
   const p1 = await connectPusher(d, old.wal);
   await pushRange(p1, old.wal, { from: old.wal.startLsn, to: old.wal.endLsn, commit: X, restart: old.wal.startLsn });
-  await waitStatus(d, 'segments 1 and 2 of timeline 1 archived', (s) => s.backup_lsn === lsnText(S * MiB));
+  t.equal((await waitStatus(d, 'segments 1 and 2 of timeline 1 archived', (s) => s.backup_lsn === lsnText(S * MiB))).pg_timeline, 1);
   p1.client.close();
 
   const history = `1\t${formatLsn(X)}\tno recovery target specified\n`;
@@ -56,7 +56,8 @@ t.test('history and segments archived under their real names across a switch', a
   await pushRange(p2, next.wal, { from: X, to: next.wal.endLsn, commit: next.wal.endLsn, restart: next.wal.endLsn });
   await heartbeat(p2, next.wal.endLsn, next.wal.endLsn);
   const lastWhole = segmentNumber(next.wal.endLsn, SEG);
-  await waitStatus(d, 'every whole segment archived and removed', (s) => s.backup_lsn === lsnText(lastWhole * MiB) && s.segments_removed >= Number(lastWhole - 1n));
+  const st = await waitStatus(d, 'every whole segment archived and removed', (s) => s.backup_lsn === lsnText(lastWhole * MiB) && s.segments_removed >= Number(lastWhole - 1n));
+  t.equal(st.pg_timeline, 2, 'the status shows the new PostgreSQL timeline');
 
   const names = (await archive.list('')).map((k) => k.split('/').pop()).sort();
   const want = [segmentFileName(1, 1n, SEG), segmentFileName(1, 2n, SEG), '00000002.history'];
