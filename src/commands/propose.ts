@@ -1,16 +1,15 @@
 // `walkeeper propose`: the quorum proposer in front of an unmodified
 // PostgreSQL primary (src/proposer/quorum.ts).
-import { readFileSync } from 'node:fs';
 import { createLogger } from '../log.js';
 import { LsnError, parseLsn } from '../lsn.js';
 import { ConnStringError, resolveConnString, type ConnTarget } from '../proposer/connstr.js';
 import { SLOT_NAME } from '../proposer/primary.js';
-import { LostLeadershipError, QuorumProposer, type QuorumProposerOptions } from '../proposer/quorum.js';
+import { LostLeadershipError, QuorumProposer, TimelineSwitchError, type QuorumProposerOptions } from '../proposer/quorum.js';
 import { CommandError, UsageError } from './errors.js';
 import { parseSize } from './units.js';
 import { parseCommandLine, showHelp } from './options.js';
-import { parseListenAddress } from './run.js';
-import { SAFEKEEPER_TLS_HELP, SAFEKEEPER_TLS_OPTIONS, safekeeperTls, usable } from './tls-options.js';
+import { QUORUM_HELP, QUORUM_OPTIONS, quorumTarget, readTokenFile } from './quorum-options.js';
+import { usable } from './tls-options.js';
 
 export const DEFAULT_SLOT = 'walkeeper';
 export const DEFAULT_APPLICATION_NAME = 'walkeeper';
@@ -29,10 +28,7 @@ options:
                              (e.g. "host=db1 user=postgres sslmode=verify-full
                              sslrootcert=ca.crt"); TLS as libpq's sslmode,
                              sslrootcert, sslcert, sslkey say (default prefer)
-  --safekeepers LIST         comma-separated HOST:PORT of every safekeeper's
-                             PostgreSQL-protocol port
-  --tenant ID                tenant id, 32 hex digits
-  --timeline ID              timeline id, 32 hex digits
+${QUORUM_HELP}
   --slot NAME                physical replication slot on the primary, created
                              when missing (default ${DEFAULT_SLOT})
   --application-name NAME    application_name towards the primary, the name to
@@ -41,10 +37,17 @@ options:
                              the segment holding the primary's current position)
   --max-buffer SIZE          WAL kept in memory, e.g. 64MB (default 64MB)
   --safekeeper-token-file F  password/token to present to the safekeepers
-${SAFEKEEPER_TLS_HELP}  -h, --help                 show this help
+  -h, --help                 show this help
+
+When the primary moves to a new PostgreSQL timeline (it was promoted), the
+proposer ends its term and runs a new election on the new timeline. Pointed
+at a promoted server, it continues the safekeepers' WAL on the new timeline
+if the server has every committed record; a server whose history diverges
+from the safekeepers' (an old primary) is refused.
 
 Exits 0 after SIGINT/SIGTERM, 1 when it cannot go on (another proposer took
-over the timeline, the primary switched timelines, ...), 2 on bad usage.
+over the timeline, the primary's WAL history diverges from the safekeepers',
+...), 2 on bad usage.
 `;
 
 /** What the command line sets; the rest of the proposer's options keep their defaults. */
@@ -53,23 +56,18 @@ export type ProposeOptions = Pick<
   'primary' | 'safekeepers' | 'tenantId' | 'timelineId' | 'slot' | 'applicationName' | 'startLsn' | 'maxBufferBytes' | 'safekeeperPassword' | 'safekeeperTls'
 >;
 
-const HEX32 = /^[0-9a-fA-F]{32}$/;
-
 export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
   const parsed = parseCommandLine(argv, {
     command: 'propose',
     once: true,
     options: {
       primary: { names: ['--primary'], value: true, required: true },
-      safekeepers: { names: ['--safekeepers'], value: true, required: true },
-      tenant: { names: ['--tenant'], value: true, required: true },
-      timeline: { names: ['--timeline'], value: true, required: true },
+      ...QUORUM_OPTIONS,
       slot: { names: ['--slot'], value: true },
       applicationName: { names: ['--application-name'], value: true },
       startLsn: { names: ['--start-lsn'], value: true },
       maxBuffer: { names: ['--max-buffer'], value: true },
       safekeeperTokenFile: { names: ['--safekeeper-token-file'], value: true },
-      ...SAFEKEEPER_TLS_OPTIONS,
     },
   });
   if (parsed === 'help') return 'help';
@@ -82,33 +80,17 @@ export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
     throw err;
   }
   usable(primary.tls, '--primary');
-  const safekeepers = got.safekeepers
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '')
-    .map((s) => parseListenAddress(s, '--safekeepers'));
-  if (safekeepers.length === 0) throw new UsageError('--safekeepers: no address given');
-  const seen = new Set<string>();
-  for (const s of safekeepers) {
-    const k = `${s.host}:${s.port}`;
-    if (seen.has(k)) throw new UsageError(`--safekeepers: ${k} is listed twice`);
-    seen.add(k);
-  }
-  for (const [opt, v] of [['--tenant', got.tenant], ['--timeline', got.timeline]] as const) {
-    if (!HEX32.test(v)) throw new UsageError(`${opt}: invalid id "${v}": expected 32 hex digits`);
-  }
+  const quorum = quorumTarget(got);
   const slot = got.slot ?? DEFAULT_SLOT;
   if (!SLOT_NAME.test(slot)) throw new UsageError(`--slot: invalid slot name "${slot}": lower-case letters, digits and underscores, at most 63`);
   const applicationName = got.applicationName ?? DEFAULT_APPLICATION_NAME;
   if (applicationName === '' || /[^\x20-\x7e]/.test(applicationName)) throw new UsageError(`--application-name: invalid name "${applicationName}"`);
   const opts: ProposeOptions = {
     primary,
-    safekeepers,
-    tenantId: got.tenant.toLowerCase(),
-    timelineId: got.timeline.toLowerCase(),
+    ...quorum,
     slot,
     applicationName,
-    safekeeperTls: safekeeperTls(got),
+    safekeeperTls: quorum.tls,
   };
   if (got.startLsn !== undefined) {
     try {
@@ -119,13 +101,7 @@ export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
     }
   }
   if (got.maxBuffer !== undefined) opts.maxBufferBytes = parseSize(got.maxBuffer, '--max-buffer');
-  if (got.safekeeperTokenFile !== undefined) {
-    try {
-      opts.safekeeperPassword = readFileSync(got.safekeeperTokenFile, 'utf8').trim();
-    } catch (err) {
-      throw new UsageError(`--safekeeper-token-file: ${(err as Error).message}`);
-    }
-  }
+  if (got.safekeeperTokenFile !== undefined) opts.safekeeperPassword = readTokenFile(got.safekeeperTokenFile, '--safekeeper-token-file');
   return opts;
 }
 
@@ -133,7 +109,7 @@ export async function proposeCommand(argv: string[]): Promise<number> {
   const opts = parseProposeArgs(argv);
   if (opts === 'help') return showHelp(HELP);
   const log = createLogger();
-  const proposer = new QuorumProposer({ ...opts, log });
+  let proposer = new QuorumProposer({ ...opts, log });
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
@@ -147,8 +123,17 @@ export async function proposeCommand(argv: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    await proposer.run();
-    return 0;
+    for (;;) {
+      try {
+        await proposer.run();
+        return 0;
+      } catch (err) {
+        // A new PostgreSQL timeline on the primary: end the term, run a new election on it.
+        if (!(err instanceof TimelineSwitchError) || signals > 0) throw err;
+        log.info({ timeline: err.timeline }, 'new election on the new PostgreSQL timeline');
+        proposer = new QuorumProposer({ ...opts, log });
+      }
+    }
   } catch (err) {
     if (err instanceof LostLeadershipError) throw new CommandError(`lost leadership: ${err.message}`);
     throw new CommandError((err as Error).message);

@@ -14,7 +14,8 @@ import { formatLsn, type Lsn } from '../lsn.js';
 import { RECOVERY_APPLICATION_NAME } from '../pq/streaming.js';
 import { parseReplicationCommand, type GenericOption, type ReplicationCommand } from './commands.js';
 import type { QueryOutcome, ReplicationConnection } from './connection.js';
-import { historyFileName, HistoryParseError, parseHistory, timelineSwitchPoint } from './history.js';
+import { historyFileName, HistoryParseError, parseHistory } from '../wal/history.js';
+import { TimelineAncestry } from '../wal/timeline-files.js';
 import {
   commandComplete,
   copyBothResponse,
@@ -226,20 +227,23 @@ async function startReplication(
         }
       }
     }
-    historic = history ? timelineSwitchPoint(tli, current, history) : null;
+    historic = history ? new TimelineAncestry(current, history).fork(tli) : null;
     if (!historic) throw new PgError({ code: SqlState.INTERNAL_ERROR, message: `requested timeline ${tli} is not in this server's history` });
     if (historic.switchpoint < start) {
       throw new PgError({ code: SqlState.INTERNAL_ERROR, message: `requested starting point ${formatLsn(start)} on timeline ${tli} is not in this server's history`, detail: `This server's history forked from timeline ${tli} at ${formatLsn(historic.switchpoint)}.` });
     }
   }
 
-  const endOfTimeline = (): Buffer[] =>
-    historic
+  // A current timeline that becomes historic while it streams ends at its switch point, as a walsender's does.
+  const endOfTimeline = (): Buffer[] => {
+    historic ??= source.timelineFork?.(tli) ?? null;
+    return historic
       ? [
           rowDescription([int8Field('next_tli'), textField('next_tli_startpos')]),
           dataRow([String(historic.nextTli), formatLsn(historic.switchpoint)]),
         ]
       : [];
+  };
 
   // Nothing left on that timeline: no COPY at all.
   if (historic && start >= historic.switchpoint) {
@@ -262,6 +266,7 @@ async function startReplication(
     startLsn: start,
     endLsn: minLsn(minLsn(historic?.switchpoint ?? null, stop), recovery ? flush : null),
     follow: recovery ? 'flush' : 'commit',
+    timelineEnd: historic || !source.timelineFork ? undefined : () => source.timelineFork?.(tli)?.switchpoint ?? null,
   };
   const reader = source.attachReader({
     applicationName: conn.startupParams.application_name ?? '',

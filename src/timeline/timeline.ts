@@ -6,10 +6,11 @@
 import { join } from 'node:path';
 import { Acceptor, noHsFeedback } from '../acceptor/index.js';
 import type { Logger } from '../log.js';
-import { isValidWalSegSize, segmentFloor, type Lsn } from '../lsn.js';
+import { formatLsn, isValidWalSegSize, segmentFloor, type Lsn } from '../lsn.js';
 import type { HotStandbyFeedback, SafeKeeperInfo } from '../protocol/types.js';
 import { findTimelineWalEnd } from '../wal/resume-scan.js';
 import type { WalEndResult } from '../wal/wal-end.js';
+import type { TimelineAncestry } from '../wal/timeline-files.js';
 import { TimelineStorage, type TimelineStats } from './acceptor-storage.js';
 import { GroupCommit } from './group-commit.js';
 import { DiskCapError, walFootprint, type ArchiveProgress } from './lifecycle-state.js';
@@ -112,6 +113,10 @@ export class Timeline {
         if (this.localStartLsn !== null && lsn < this.localStartLsn) this.localStartLsn = null;
         this.listeners.truncated(lsn);
       },
+      onPgTimelineChanged: (tli, switchLsn) => {
+        this.log.info({ pgTimeline: tli, switchLsn: formatLsn(switchLsn) }, 'WAL moved to a new PostgreSQL timeline');
+        this.listeners.pgTimelineChanged(tli, switchLsn);
+      },
       onFailed: (err) => {
         this.log.error({ err: err.message, code: (err as NodeJS.ErrnoException).code }, 'timeline failed: WAL is suspect, no more acknowledgements until restart');
         this.listeners.failed(err);
@@ -154,7 +159,7 @@ export class Timeline {
   findLocalStart(): Lsn | null {
     const segSize = this.walSegSize;
     if (segSize === null) return null;
-    this.localStartLsn = localStartLsn(this.dir, segSize);
+    this.localStartLsn = localStartLsn(this.dir, segSize, this.ancestry);
     return this.localStartLsn;
   }
 
@@ -193,6 +198,25 @@ export class Timeline {
     return this.storage.onDisk;
   }
 
+  /**
+   * Store the history file of PostgreSQL timeline `tli` (PUT_TIMELINE_HISTORY,
+   * already validated): 'identical' when that content is stored already;
+   * HistoryConflictError when other content is.
+   */
+  putHistory(tli: number, content: Uint8Array): 'stored' | 'identical' {
+    return this.storage.putHistory(tli, content);
+  }
+
+  /** The stored history file of PostgreSQL timeline `tli`; null when none. */
+  historyFile(tli: number): Buffer | null {
+    return this.storage.historyFile(tli);
+  }
+
+  /** The current PostgreSQL timeline and its ancestors: which file holds each segment. */
+  get ancestry(): TimelineAncestry {
+    return this.storage.ancestry();
+  }
+
   /** Stored server info, if any: segment size and PostgreSQL timeline. */
   get storedState(): SafeKeeperInfo | null {
     return this.storage.stored;
@@ -228,7 +252,7 @@ export class Timeline {
       // The scan lists the segment files, then reads them: no removal in between.
       this.walScans++;
       try {
-        this.lastScan = await findTimelineWalEnd(this.dir, { walSegSize: segSize, timeline: state?.server.timeline || undefined, commitLsn: state?.commitLsn ?? 0n });
+        this.lastScan = await findTimelineWalEnd(this.dir, { walSegSize: segSize, ancestry: state ? this.ancestry : undefined, commitLsn: state?.commitLsn ?? 0n });
       } finally {
         this.walScans--;
       }
@@ -239,6 +263,7 @@ export class Timeline {
   /** Load-time preparation: make the WAL a previous process left durable, then find its end. */
   async load(): Promise<Lsn> {
     this.storage.syncLeftoverWal();
+    this.storage.removeHistoryTempFiles();
     const end = await this.scanWalEnd();
     const completed = this.storage.completePassedSegments(end);
     if (completed.length > 0) this.log.info({ segments: completed }, 'segments the WAL has passed were still named .partial; renamed to complete');

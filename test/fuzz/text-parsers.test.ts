@@ -12,7 +12,7 @@ import { formatLsn, LsnError, parseLsn } from '../../src/lsn.js';
 import { PgError } from '../../src/pq/errors.js';
 import { ConnStringError, parseConnString, resolveConnString } from '../../src/proposer/connstr.js';
 import { parseReplicationCommand, type ReplicationCommand } from '../../src/replication/commands.js';
-import { HistoryParseError, parseHistory } from '../../src/replication/history.js';
+import { HistoryParseError, parseHistory } from '../../src/wal/history.js';
 import { announceFuzz, checkProperty, decodesOrRefuses } from '../helpers/fuzz.js';
 import { u64 } from './arbitraries.js';
 

@@ -11,6 +11,7 @@ import type { Test } from 'tap';
 import { formatLsn, parseLsn, segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../../src/lsn.js';
 import { PgClient } from '../../src/proposer/pg-client.js';
 import type { TlsClientSettings } from '../../src/proposer/tls-client.js';
+import { status, type TimelineStatus } from '../archive/daemon-helpers.js';
 import { BIN, ROOT, startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daemon/helpers.js';
 import { sleep, waitFor } from '../helpers/support.js';
 import { chownToPg, freePort, pgTempDir, runPgOk, startCluster, type ClusterOptions, type PgCluster } from '../helpers/pg.js';
@@ -84,6 +85,12 @@ export class Safekeeper {
     } finally {
       c.close();
     }
+  }
+
+  /** The timeline as the admin API shows it. */
+  async status(): Promise<TimelineStatus> {
+    if (!this.proc) throw new Error(`${this.address} is down`);
+    return status(this.proc);
   }
 
   /** `length` bytes of stored WAL from `start` (.partial preferred; zeros where no file). */
@@ -230,6 +237,15 @@ export async function startQuorum<S extends Safekeeper = Safekeeper>(t: Test, op
   return { primary, safekeepers, proposer, segSize, root };
 }
 
+/** startQuorum with the proposer started, committing, and the primary's synchronous standby. */
+export async function startSynchronousQuorum(t: Test): Promise<QuorumSetup> {
+  const q = await startQuorum(t);
+  q.proposer.start();
+  await q.proposer.waitLog('a quorum holds WAL of this term: commits flow');
+  await makeSynchronous(q.primary);
+  return q;
+}
+
 /** Make the proposer the primary's synchronous standby and wait until it is streaming as such. */
 export async function makeSynchronous(primary: PgCluster): Promise<void> {
   await primary.sql(`alter system set synchronous_standby_names = '${APP}'`);
@@ -321,6 +337,11 @@ export class Workload {
     await Promise.all(this.loops);
     await Promise.all(this.clients.map((c) => c.end().catch(() => {})));
   }
+}
+
+/** The quorum options of sync-safekeepers and promote for these safekeepers. */
+export function quorumArgs(safekeepers: readonly Safekeeper[]): string[] {
+  return ['--safekeepers', safekeepers.map((s) => s.address).join(','), '--tenant', TENANT, '--timeline', TIMELINE];
 }
 
 /** `formatLsn` for messages. */

@@ -43,15 +43,19 @@ export function parseHistory(content: Uint8Array | string): HistoryEntry[] {
 }
 
 /**
- * Where timeline `tli` ends in the history of `current`, and which timeline
- * follows it. Null when `tli` is not an ancestor of `current`.
+ * Check a history file given for timeline `tli` (PUT_TIMELINE_HISTORY):
+ * parseable, `tli` at least 2, every listed timeline below `tli`. Returns
+ * the entries; throws HistoryParseError naming the problem.
  */
-export function timelineSwitchPoint(tli: number, current: number, history: HistoryEntry[]): { switchpoint: Lsn; nextTli: number } | null {
-  for (let i = 0; i < history.length; i++) {
-    if (history[i].timeline === tli) {
-      const nextTli = i + 1 < history.length ? history[i + 1].timeline : current;
-      return { switchpoint: history[i].switchpoint, nextTli };
-    }
+export function validateHistory(tli: number, content: Uint8Array | string): HistoryEntry[] {
+  if (!Number.isInteger(tli) || tli < 2 || tli > 0xffffffff) throw new HistoryParseError(`invalid timeline ${tli} for a history file: an integer from 2 to 4294967295`);
+  const entries = parseHistory(content);
+  if (entries.length === 0) throw new HistoryParseError(`the history of timeline ${tli} lists no parent timeline`);
+  for (const e of entries) {
+    if (e.timeline >= tli) throw new HistoryParseError(`the history of timeline ${tli} lists timeline ${e.timeline}, which is not older`);
   }
-  return null;
+  for (let i = 1; i < entries.length; i++) {
+    if (entries[i].switchpoint < entries[i - 1].switchpoint) throw new HistoryParseError(`the history of timeline ${tli} has switch points out of order`);
+  }
+  return entries;
 }
