@@ -15,7 +15,7 @@ import { startDaemon, TENANT, TIMELINE, type DaemonProc } from '../daemon/helper
 import { chownToPg, pgTempDir, runPgOk, startCluster, type PgCluster } from '../helpers/pg.js';
 import { waitFor } from '../helpers/support.js';
 import { ProposerProc, Safekeeper, startQuorum } from '../proposer-e2e/harness.js';
-import { metrics, metricValue, status, type TimelineStatus } from '../archive/daemon-helpers.js';
+import { metrics, metricValue, type TimelineStatus } from '../archive/daemon-helpers.js';
 
 export { TENANT, TIMELINE };
 export const SEG = 1 << 20;
@@ -154,11 +154,6 @@ export class ArchivingSafekeeper extends Safekeeper {
   lines(prefix: string): Array<Record<string, unknown>> {
     const current = this.proc && !this.kept.has(this.proc) ? this.proc.logs : [];
     return [...this.logs, ...current].filter((l) => typeof l.msg === 'string' && l.msg.startsWith(prefix));
-  }
-
-  async status(): Promise<TimelineStatus> {
-    if (!this.proc) throw new Error(`${this.address} is down`);
-    return status(this.proc);
   }
 
   /** The value of a metric for this timeline (NaN when absent). */

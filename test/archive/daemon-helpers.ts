@@ -100,6 +100,7 @@ export interface ArchiveStatus {
 export interface TimelineStatus {
   flush_lsn: string;
   commit_lsn: string;
+  server: { system_id: string; pg_timeline: number };
   local_start_lsn: string;
   backup_lsn: string;
   disk_usage_bytes: number;

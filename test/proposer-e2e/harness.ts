@@ -11,6 +11,7 @@ import type { Test } from 'tap';
 import { formatLsn, parseLsn, segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../../src/lsn.js';
 import { PgClient } from '../../src/proposer/pg-client.js';
 import { BIN, ROOT, startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daemon/helpers.js';
+import { status, type TimelineStatus } from '../archive/daemon-helpers.js';
 import { sleep, waitFor } from '../helpers/support.js';
 import { chownToPg, freePort, pgTempDir, runPgOk, startCluster, type ClusterOptions, type PgCluster } from '../helpers/pg.js';
 
@@ -80,19 +81,48 @@ export class Safekeeper {
     }
   }
 
+  /** The timeline's status from the admin API. */
+  async status(): Promise<TimelineStatus> {
+    if (!this.proc) throw new Error(`${this.address} is down`);
+    return status(this.proc);
+  }
+
   /** `length` bytes of stored WAL from `start` (.partial preferred; zeros where no file). */
-  wal(start: Lsn, length: number, segSize: number): Buffer {
-    return readWal(join(this.dataDir, TENANT, TIMELINE), start, length, segSize);
+  wal(start: Lsn, length: number, segSize: number, timelines: TimelineStart[] = TIMELINE_1): Buffer {
+    return readWal(join(this.dataDir, TENANT, TIMELINE), start, length, segSize, timelines);
   }
 }
 
-/** WAL bytes [start, start+length) out of a directory of segment files (timeline 1). */
-export function readWal(dir: string, start: Lsn, length: number, segSize: number): Buffer {
+/** A PostgreSQL timeline and where it starts (its parent's switch point; 0 for timeline 1). */
+export interface TimelineStart {
+  tli: number;
+  start: Lsn;
+}
+
+export const TIMELINE_1: TimelineStart[] = [{ tli: 1, start: 0n }];
+
+/**
+ * The timeline whose file holds segment `segno`: the newest one whose start
+ * segment is at or below it (PostgreSQL's and pg_receivewal's file naming).
+ */
+export function timelineOfSegment(segno: bigint, timelines: TimelineStart[], segSize: number): number {
+  let tli = timelines[0].tli;
+  for (const t of timelines) if (segmentNumber(t.start, segSize) <= segno && t.tli > tli) tli = t.tli;
+  return tli;
+}
+
+/**
+ * WAL bytes [start, start+length) out of a directory of segment files, each
+ * segment from the file of the timeline that holds it (timeline 1 unless
+ * `timelines` says otherwise); .partial preferred, zeros where no file.
+ */
+export function readWal(dir: string, start: Lsn, length: number, segSize: number, timelines: TimelineStart[] = TIMELINE_1): Buffer {
   const out = Buffer.alloc(length);
   let pos = 0;
   while (pos < length) {
     const lsn = start + BigInt(pos);
-    const name = segmentFileName(1, segmentNumber(lsn, segSize), segSize);
+    const segno = segmentNumber(lsn, segSize);
+    const name = segmentFileName(timelineOfSegment(segno, timelines, segSize), segno, segSize);
     const off = segmentOffset(lsn, segSize);
     const n = Math.min(segSize - off, length - pos);
     const path = existsSync(join(dir, name + '.partial')) ? join(dir, name + '.partial') : join(dir, name);
@@ -199,18 +229,18 @@ export async function startQuorum<S extends Safekeeper = Safekeeper>(t: Test, op
   const safekeepers: S[] = [];
   for (let i = 0; i < (opts.count ?? 3); i++) safekeepers.push(make(i, await freePort(), await freePort(), root));
   await Promise.all(safekeepers.map((s) => s.start()));
-  const proposer = new ProposerProc(t, [
-    '--primary',
-    `host=127.0.0.1 port=${primary.port} user=postgres`,
-    '--safekeepers',
-    safekeepers.map((s) => s.address).join(','),
-    '--tenant',
-    TENANT,
-    '--timeline',
-    TIMELINE,
-    ...(opts.proposerArgs ?? []),
-  ]);
+  const proposer = proposerFor(t, primary, safekeepers, opts.proposerArgs);
   return { primary, safekeepers, proposer, segSize, root };
+}
+
+/** The command-line arguments naming the safekeepers and the timeline, as every walkeeper command takes them. */
+export function quorumArgs(safekeepers: Safekeeper[]): string[] {
+  return ['--safekeepers', safekeepers.map((s) => s.address).join(','), '--tenant', TENANT, '--timeline', TIMELINE];
+}
+
+/** `walkeeper propose` in front of `primary` (not started yet). */
+export function proposerFor(t: Test, primary: PgCluster, safekeepers: Safekeeper[], extra: string[] = []): ProposerProc {
+  return new ProposerProc(t, ['--primary', `host=127.0.0.1 port=${primary.port} user=postgres`, ...quorumArgs(safekeepers), ...extra]);
 }
 
 /** Make the proposer the primary's synchronous standby and wait until it is streaming as such. */
@@ -231,8 +261,16 @@ export async function reportedFlush(primary: PgCluster): Promise<Lsn> {
   return v === '' ? 0n : parseLsn(v);
 }
 
-/** A hot standby from a base backup of the primary (no WAL), streaming from a safekeeper. */
-export async function startStandby(t: Test, primary: PgCluster, sk: Safekeeper): Promise<PgCluster> {
+/** primary_conninfo for a standby that streams from safekeeper `sk`. */
+export function safekeeperConninfo(sk: Safekeeper, name = 'wk_standby'): string {
+  return `host=127.0.0.1 port=${sk.pgPort} user=postgres application_name=${name} options='-c ztenantid=${TENANT} -c ztimelineid=${TIMELINE}'`;
+}
+
+/**
+ * A hot standby from a base backup of the primary (no WAL), streaming from a
+ * safekeeper; `conf` adds or overrides settings.
+ */
+export async function startStandby(t: Test, primary: PgCluster, sk: Safekeeper, conf: Record<string, string | number> = {}): Promise<PgCluster> {
   const root = pgTempDir('wk-qstandby-');
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const dataDir = join(root, 'data');
@@ -242,12 +280,13 @@ export async function startStandby(t: Test, primary: PgCluster, sk: Safekeeper):
   return startCluster(t, {
     dataDir,
     conf: {
-      primary_conninfo: `host=127.0.0.1 port=${sk.pgPort} user=postgres application_name=wk_standby options='-c ztenantid=${TENANT} -c ztimelineid=${TIMELINE}'`,
+      primary_conninfo: safekeeperConninfo(sk),
       hot_standby: 'on',
       hot_standby_feedback: 'on',
       wal_receiver_status_interval: 1,
       wal_retrieve_retry_interval: '200ms',
       synchronous_standby_names: '',
+      ...conf,
     },
   });
 }
@@ -256,26 +295,33 @@ export async function startStandby(t: Test, primary: PgCluster, sk: Safekeeper):
 
 /**
  * `clients` connections inserting rows with unique ids, one transaction
- * each, as fast as the server acknowledges them. `acked` holds every id
- * whose COMMIT returned.
+ * each, as fast as the server acknowledges them. `acked` maps every id whose
+ * COMMIT returned to the content the client wrote with it. A client whose
+ * connection fails reconnects to the current target (`retarget` after a
+ * failover); ids are never reused, so an insert with an unknown outcome is
+ * never repeated under the same id.
  */
 export class Workload {
-  readonly acked = new Set<number>();
+  readonly acked = new Map<number, string>();
   readonly errors: string[] = [];
   private nextId = 1;
   private running = true;
+  private port: number;
+  /** Bumped by `retarget`: part of the content, so rows tell which primary wrote them. */
+  private generation = 1;
   private readonly loops: Promise<void>[] = [];
-  private readonly clients: pg.Client[] = [];
+  private readonly clients: Array<pg.Client | null> = [];
+
+  private constructor(primary: PgCluster) {
+    this.port = primary.port;
+  }
 
   static async start(primary: PgCluster, clients: number): Promise<Workload> {
-    await primary.sql('create table if not exists acked (id bigint primary key, client int, at timestamptz default now())');
-    const w = new Workload();
+    await primary.sql('create table if not exists acked (id bigint primary key, client int, content text, at timestamptz default now())');
+    const w = new Workload(primary);
     for (let i = 0; i < clients; i++) {
-      const c = new pg.Client({ host: '127.0.0.1', port: primary.port, user: 'postgres', database: 'postgres' });
-      c.on('error', () => {});
-      await c.connect();
-      w.clients.push(c);
-      w.loops.push(w.loop(c, i));
+      w.clients.push(await w.connect());
+      w.loops.push(w.loop(i));
     }
     return w;
   }
@@ -284,14 +330,32 @@ export class Workload {
     return this.acked.size;
   }
 
-  private async loop(c: pg.Client, client: number): Promise<void> {
+  /** Send the next transactions to `primary`: clients reconnect there once their connection fails. */
+  retarget(primary: PgCluster): void {
+    this.port = primary.port;
+    this.generation++;
+  }
+
+  private async connect(): Promise<pg.Client> {
+    const c = new pg.Client({ host: '127.0.0.1', port: this.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5000 });
+    c.on('error', () => {});
+    await c.connect();
+    return c;
+  }
+
+  private async loop(client: number): Promise<void> {
     while (this.running) {
       const id = this.nextId++;
+      const content = `client ${client} generation ${this.generation}`;
       try {
-        await c.query('insert into acked (id, client) values ($1, $2)', [id, client]);
-        this.acked.add(id);
+        const c = (this.clients[client] ??= await this.connect());
+        await c.query('insert into acked (id, client, content) values ($1, $2, $3)', [id, client, content]);
+        this.acked.set(id, content);
       } catch (err) {
         this.errors.push((err as Error).message);
+        // The connection may be gone (a crashed primary): the next try opens a new one.
+        await this.clients[client]?.end().catch(() => {});
+        this.clients[client] = null;
         await sleep(50);
       }
     }
@@ -301,7 +365,7 @@ export class Workload {
   async stop(): Promise<void> {
     this.running = false;
     await Promise.all(this.loops);
-    await Promise.all(this.clients.map((c) => c.end().catch(() => {})));
+    await Promise.all(this.clients.map((c) => c?.end().catch(() => {})));
   }
 }
 
