@@ -275,6 +275,11 @@ export async function startStandby(t: Test, primary: PgCluster, sk: Safekeeper, 
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const dataDir = join(root, 'data');
   await runPgOk('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-X', 'none', '-c', 'fast', '--no-sync']);
+  return startStandbyIn(t, dataDir, sk, conf);
+}
+
+/** Start the data directory `dataDir` as a hot standby streaming from safekeeper `sk`. */
+export async function startStandbyIn(t: Test, dataDir: string, sk: Safekeeper, conf: Record<string, string | number> = {}): Promise<PgCluster> {
   writeFileSync(join(dataDir, 'standby.signal'), '');
   chownToPg(join(dataDir, 'standby.signal'));
   return startCluster(t, {
