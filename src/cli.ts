@@ -17,6 +17,14 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'quorum proposer for an unmodified PostgreSQL primary (synchronous standby)',
     load: async () => (await import('./commands/propose.js')).proposeCommand,
   },
+  'sync-safekeepers': {
+    summary: 'fence the running proposer, bring the safekeepers to one point (the VCL) and print it',
+    load: async () => (await import('./commands/sync-safekeepers.js')).syncSafekeepersCommand,
+  },
+  promote: {
+    summary: 'promote a hot standby once it has replayed all committed WAL (after sync-safekeepers)',
+    load: async () => (await import('./commands/promote.js')).promoteCommand,
+  },
   'restore-wal': {
     summary: "fetch a WAL segment or history file from the archive or safekeepers (PostgreSQL's restore_command)",
     load: async () => (await import('./commands/restore-wal.js')).restoreWalCommand,
@@ -28,7 +36,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
 };
 
 function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(11)} ${c.summary}`);
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(16)} ${c.summary}`);
   return `usage: walkeeper <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun "walkeeper <command> --help" for a command's options.\n`;
 }
 

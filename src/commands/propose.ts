@@ -1,15 +1,14 @@
 // `walkeeper propose`: the quorum proposer in front of an unmodified
 // PostgreSQL primary (src/proposer/quorum.ts).
-import { readFileSync } from 'node:fs';
 import { createLogger } from '../log.js';
 import { LsnError, parseLsn } from '../lsn.js';
 import { ConnStringError, resolveConnString, type ConnTarget } from '../proposer/connstr.js';
 import { SLOT_NAME } from '../proposer/primary.js';
-import { LostLeadershipError, QuorumProposer, type QuorumProposerOptions } from '../proposer/quorum.js';
+import { LostLeadershipError, QuorumProposer, TimelineSwitchError, type QuorumProposerOptions } from '../proposer/quorum.js';
 import { CommandError, UsageError } from './errors.js';
 import { parseSize } from './units.js';
 import { parseCommandLine, showHelp } from './options.js';
-import { parseListenAddress } from './run.js';
+import { QUORUM_HELP, QUORUM_OPTIONS, quorumTarget, readTokenFile } from './quorum-options.js';
 
 export const DEFAULT_SLOT = 'walkeeper';
 export const DEFAULT_APPLICATION_NAME = 'walkeeper';
@@ -26,10 +25,7 @@ returns only once its WAL is on a quorum of safekeepers.
 options:
   --primary CONNSTR          libpq connection string or URI of the primary
                              (e.g. "host=127.0.0.1 port=5432 user=postgres")
-  --safekeepers LIST         comma-separated HOST:PORT of every safekeeper's
-                             PostgreSQL-protocol port
-  --tenant ID                tenant id, 32 hex digits
-  --timeline ID              timeline id, 32 hex digits
+${QUORUM_HELP}
   --slot NAME                physical replication slot on the primary, created
                              when missing (default ${DEFAULT_SLOT})
   --application-name NAME    application_name towards the primary, the name to
@@ -40,8 +36,15 @@ options:
   --safekeeper-token-file F  password/token to present to the safekeepers
   -h, --help                 show this help
 
+When the primary moves to a new PostgreSQL timeline (it was promoted), the
+proposer ends its term and runs a new election on the new timeline. Pointed
+at a promoted server, it continues the safekeepers' WAL on the new timeline
+if the server has every committed record; a server whose history diverges
+from the safekeepers' (an old primary) is refused.
+
 Exits 0 after SIGINT/SIGTERM, 1 when it cannot go on (another proposer took
-over the timeline, the primary switched timelines, ...), 2 on bad usage.
+over the timeline, the primary's WAL history diverges from the safekeepers',
+...), 2 on bad usage.
 `;
 
 /** What the command line sets; the rest of the proposer's options keep their defaults. */
@@ -50,17 +53,13 @@ export type ProposeOptions = Pick<
   'primary' | 'safekeepers' | 'tenantId' | 'timelineId' | 'slot' | 'applicationName' | 'startLsn' | 'maxBufferBytes' | 'safekeeperPassword'
 >;
 
-const HEX32 = /^[0-9a-fA-F]{32}$/;
-
 export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
   const parsed = parseCommandLine(argv, {
     command: 'propose',
     once: true,
     options: {
       primary: { names: ['--primary'], value: true, required: true },
-      safekeepers: { names: ['--safekeepers'], value: true, required: true },
-      tenant: { names: ['--tenant'], value: true, required: true },
-      timeline: { names: ['--timeline'], value: true, required: true },
+      ...QUORUM_OPTIONS,
       slot: { names: ['--slot'], value: true },
       applicationName: { names: ['--application-name'], value: true },
       startLsn: { names: ['--start-lsn'], value: true },
@@ -77,30 +76,14 @@ export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
     if (err instanceof ConnStringError) throw new UsageError(`--primary: ${err.message}`);
     throw err;
   }
-  const safekeepers = got.safekeepers
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '')
-    .map((s) => parseListenAddress(s, '--safekeepers'));
-  if (safekeepers.length === 0) throw new UsageError('--safekeepers: no address given');
-  const seen = new Set<string>();
-  for (const s of safekeepers) {
-    const k = `${s.host}:${s.port}`;
-    if (seen.has(k)) throw new UsageError(`--safekeepers: ${k} is listed twice`);
-    seen.add(k);
-  }
-  for (const [opt, v] of [['--tenant', got.tenant], ['--timeline', got.timeline]] as const) {
-    if (!HEX32.test(v)) throw new UsageError(`${opt}: invalid id "${v}": expected 32 hex digits`);
-  }
+  const quorum = quorumTarget(got);
   const slot = got.slot ?? DEFAULT_SLOT;
   if (!SLOT_NAME.test(slot)) throw new UsageError(`--slot: invalid slot name "${slot}": lower-case letters, digits and underscores, at most 63`);
   const applicationName = got.applicationName ?? DEFAULT_APPLICATION_NAME;
   if (applicationName === '' || /[^\x20-\x7e]/.test(applicationName)) throw new UsageError(`--application-name: invalid name "${applicationName}"`);
   const opts: ProposeOptions = {
     primary,
-    safekeepers,
-    tenantId: got.tenant.toLowerCase(),
-    timelineId: got.timeline.toLowerCase(),
+    ...quorum,
     slot,
     applicationName,
   };
@@ -113,13 +96,7 @@ export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
     }
   }
   if (got.maxBuffer !== undefined) opts.maxBufferBytes = parseSize(got.maxBuffer, '--max-buffer');
-  if (got.safekeeperTokenFile !== undefined) {
-    try {
-      opts.safekeeperPassword = readFileSync(got.safekeeperTokenFile, 'utf8').trim();
-    } catch (err) {
-      throw new UsageError(`--safekeeper-token-file: ${(err as Error).message}`);
-    }
-  }
+  if (got.safekeeperTokenFile !== undefined) opts.safekeeperPassword = readTokenFile(got.safekeeperTokenFile, '--safekeeper-token-file');
   return opts;
 }
 
@@ -127,7 +104,7 @@ export async function proposeCommand(argv: string[]): Promise<number> {
   const opts = parseProposeArgs(argv);
   if (opts === 'help') return showHelp(HELP);
   const log = createLogger();
-  const proposer = new QuorumProposer({ ...opts, log });
+  let proposer = new QuorumProposer({ ...opts, log });
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
@@ -141,8 +118,17 @@ export async function proposeCommand(argv: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    await proposer.run();
-    return 0;
+    for (;;) {
+      try {
+        await proposer.run();
+        return 0;
+      } catch (err) {
+        // A new PostgreSQL timeline on the primary: end the term, run a new election on it.
+        if (!(err instanceof TimelineSwitchError) || signals > 0) throw err;
+        log.info({ timeline: err.timeline }, 'new election on the new PostgreSQL timeline');
+        proposer = new QuorumProposer({ ...opts, log });
+      }
+    }
   } catch (err) {
     if (err instanceof LostLeadershipError) throw new CommandError(`lost leadership: ${err.message}`);
     throw new CommandError((err as Error).message);

@@ -9,6 +9,28 @@ import { decodeServerCopyData, encodeStatusUpdate, pgNow, RECOVERY_APPLICATION_N
 import { PgServerError } from './client.js';
 import { PgClient } from './pg-client.js';
 
+/** What a replication connection to a safekeeper needs. */
+export interface SafekeeperAccess {
+  readonly tenantId: string;
+  readonly timelineId: string;
+  readonly password: string | undefined;
+}
+
+/** A replication connection to a safekeeper as a recovering proposer: it serves up to its flush position (§11.2). */
+export function connectRecovery(address: { host: string; port: number }, access: SafekeeperAccess): Promise<PgClient> {
+  return PgClient.connect({
+    host: address.host,
+    port: address.port,
+    user: 'walproposer',
+    database: 'replication',
+    password: access.password,
+    replication: true,
+    applicationName: RECOVERY_APPLICATION_NAME,
+    params: { ztenantid: access.tenantId, ztimelineid: access.timelineId },
+    connectTimeoutMs: 5000,
+  });
+}
+
 /** The safekeeper being caught up. */
 export interface CatchUpTarget {
   readonly name: string;
@@ -27,11 +49,8 @@ export interface CatchUpSource {
   noteMissing(lsn: Lsn): void;
 }
 
-export interface CatchUpSettings {
+export interface CatchUpSettings extends SafekeeperAccess {
   readonly log: Logger;
-  readonly tenantId: string;
-  readonly timelineId: string;
-  readonly password: string | undefined;
   /** WAL bytes in flight to one safekeeper. */
   readonly windowBytes: number;
 }
@@ -70,17 +89,7 @@ export class CatchUp {
     const start = this.pos;
     const { settings } = this;
     try {
-      const client = await PgClient.connect({
-        host: this.peer.address.host,
-        port: this.peer.address.port,
-        user: 'walproposer',
-        database: 'replication',
-        password: settings.password,
-        replication: true,
-        applicationName: RECOVERY_APPLICATION_NAME,
-        params: { ztenantid: settings.tenantId, ztimelineid: settings.timelineId },
-        connectTimeoutMs: 5000,
-      });
+      const client = await connectRecovery(this.peer.address, settings);
       if (this.cancelled) {
         client.close();
         return false;

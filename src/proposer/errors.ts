@@ -10,5 +10,13 @@ export class LostLeadershipError extends Error {
   override readonly name = 'LostLeadershipError';
 }
 
+/** The primary moved to another PostgreSQL timeline: this term ends; a new election follows on the new timeline. */
+export class TimelineSwitchError extends Error {
+  override readonly name = 'TimelineSwitchError';
+  constructor(readonly timeline: number, message: string) {
+    super(message);
+  }
+}
+
 /** Thrown out of a wait that stop() interrupted; never reported. */
 export class Stopped extends Error {}

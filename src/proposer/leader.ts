@@ -10,6 +10,7 @@ import { quorumCommitLsn, quorumSize } from './election.js';
 import type { CatchUpTarget } from './catch-up.js';
 import type { LeaderView } from './link-contract.js';
 import type { SafekeeperLink } from './safekeeper.js';
+import type { TimelineHistory } from './timeline-history.js';
 import { WalWindow } from './wal-window.js';
 
 /** The database system whose WAL the safekeepers hold, as a greeting announces it. */
@@ -22,6 +23,22 @@ export interface SystemIdentity {
   walSegSize: number;
   tenantId: Uint8Array;
   timelineId: Uint8Array;
+}
+
+/**
+ * The anonymous greeting of election rounds: system id and PostgreSQL
+ * timeline 0, so a safekeeper neither checks nor replaces its stored
+ * identity and tells what it holds (docs/protocol.md §7.2).
+ */
+export function anonymousGreeting(tenantId: Uint8Array, timelineId: Uint8Array, nodeId: NodeId): ServerInfo {
+  return greetingFor({ systemId: 0n, pgVersion: 0, timeline: 0, walSegSize: 0, tenantId, timelineId }, nodeId, 0n);
+}
+
+/** The identity a safekeeper has stored (from its SafeKeeperInfo); null when it has none yet. */
+export function storedIdentity(server: ServerInfo): SystemIdentity | null {
+  if (server.systemId === 0n || server.timeline === 0) return null;
+  const { systemId, pgVersion, timeline, walSegSize, tenantId, timelineId } = server;
+  return { systemId, pgVersion, timeline, walSegSize, tenantId, timelineId };
 }
 
 /** The greeting (ProposerGreeting payload) for a ballot and an end of WAL. */
@@ -57,6 +74,7 @@ export class Leader implements LeaderView {
     commit: Lsn,
     private readonly system: SystemIdentity,
     readonly links: readonly SafekeeperLink[],
+    readonly history: TimelineHistory | null = null,
   ) {
     this.term = nodeId.term;
     this.window = new WalWindow(vcl);

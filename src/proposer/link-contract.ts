@@ -5,6 +5,8 @@ import type { Logger } from '../log.js';
 import type { Lsn } from '../lsn.js';
 import type { NodeId, ServerInfo } from '../protocol/types.js';
 import type { CatchUpSource, CatchUpTarget } from './catch-up.js';
+import type { SafekeeperLink } from './safekeeper.js';
+import type { TimelineHistory } from './timeline-history.js';
 import type { WalWindow } from './wal-window.js';
 
 /** Fixed for the proposer's lifetime. */
@@ -29,6 +31,8 @@ export interface LeaderView {
   readonly commit: Lsn;
   readonly pgTimeline: number;
   readonly walSegSize: number;
+  /** The history file of the primary's timeline, stored on a safekeeper before it is greeted; null on timeline 1. */
+  readonly history: TimelineHistory | null;
   serverInfo(): ServerInfo;
   restartLsn(): Lsn;
   /** Where a safekeeper without any WAL starts. */
@@ -45,6 +49,8 @@ export interface LinkEvents {
   acked(): void;
   /** Its hot standby feedback changed (or went away). */
   feedbackChanged(): void;
+  /** It answered a request (any epoch): `commitAcked` may have moved. */
+  answered?(link: SafekeeperLink): void;
   /** Lost leadership: stop everything. */
   fatal(err: Error): void;
 }

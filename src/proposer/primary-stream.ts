@@ -11,7 +11,7 @@ import type { HotStandbyFeedback } from '../protocol/types.js';
 import { InterruptibleSleep } from './backoff.js';
 import { PgServerError } from './client.js';
 import { describeTarget, type ConnTarget } from './connstr.js';
-import { ProposerFatalError, Stopped } from './errors.js';
+import { ProposerFatalError, Stopped, TimelineSwitchError } from './errors.js';
 import type { Leader } from './leader.js';
 import { PrimaryConnection, runSql, type PrimaryIdentity } from './primary.js';
 import type { SafekeeperLink } from './safekeeper.js';
@@ -30,6 +30,16 @@ export interface PrimaryStreamOptions {
   backoffMs(failures: number): number;
   /** The stream cannot go on (the primary is not the one whose WAL the safekeepers hold). */
   fatal(err: Error): void;
+}
+
+/**
+ * The primary ended the stream. After a promotion it names the next
+ * timeline and where this one ended (docs/protocol.md §11.6): the term ends.
+ */
+function endOfTimeline(timeline: number, rows: (string | null)[][]): Error {
+  const next = Number(rows[0]?.[0] ?? 0);
+  if (next > timeline) return new TimelineSwitchError(next, `the primary's PostgreSQL timeline ${timeline} ended at ${rows[0]?.[1] ?? '?'}; it is on timeline ${next} now`);
+  return new Error('the primary ended the replication stream');
 }
 
 export class PrimaryStream {
@@ -72,7 +82,7 @@ export class PrimaryStream {
           throw new ProposerFatalError(`the primary is now a different database system (${id.systemId}, was ${known.systemId})`);
         }
         if (known && id.timeline !== known.timeline) {
-          throw new ProposerFatalError(`the primary moved from PostgreSQL timeline ${known.timeline} to ${id.timeline} (a promotion?): timeline switches are not supported`);
+          throw new TimelineSwitchError(id.timeline, `the primary moved from PostgreSQL timeline ${known.timeline} to ${id.timeline}`);
         }
         this.identity = id;
         if (await conn.ensureSlot(opts.slot)) log.info({ slot: opts.slot }, 'created the physical replication slot on the primary');
@@ -85,7 +95,7 @@ export class PrimaryStream {
         return conn;
       } catch (err) {
         conn?.close();
-        if (err instanceof ProposerFatalError) throw err;
+        if (err instanceof ProposerFatalError || err instanceof TimelineSwitchError) throw err;
         if (this.stopping) throw new Stopped();
         this.unavailable(err);
         await this.retrySleep.sleep(opts.backoffMs(failures));
@@ -162,7 +172,7 @@ export class PrimaryStream {
         failures = 0;
       } catch (err) {
         if (err instanceof Stopped || this.stopping) return;
-        if (err instanceof ProposerFatalError) return this.opts.fatal(err);
+        if (err instanceof ProposerFatalError || err instanceof TimelineSwitchError) return this.opts.fatal(err);
         this.unavailable(err);
         failures++;
       } finally {
@@ -189,7 +199,8 @@ export class PrimaryStream {
           replyRequested: () => conn.sendStatus(this.leader!.commit),
           end: (outcome) => {
             if (outcome.kind === 'error') reject(this.classifyStreamError(outcome.error, from));
-            else reject(new Error(outcome.kind === 'closed' ? outcome.error.message : 'the primary ended the replication stream'));
+            else if (outcome.kind === 'closed') reject(outcome.error);
+            else reject(endOfTimeline(id.timeline, outcome.rows));
           },
         })
         .then(() => {

@@ -26,21 +26,28 @@
 // segment holding the primary's current position (or at startLsn), so
 // stored segments are whole from their first page. All WAL comes from the
 // one primary and its one PostgreSQL timeline, so safekeepers' WAL are
-// prefixes of one history; a timeline switch on the primary is refused.
+// prefixes of one history. The election greets anonymously; before the
+// voters join, their stored identity is checked against the primary's
+// (timeline-join.ts): a primary on a newer PostgreSQL timeline continues the
+// WAL from its switch point, an old primary is refused. When the primary
+// itself switches timelines, the term ends (TimelineSwitchError) and the
+// command runs a new election.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { formatLsn, segmentFloor, type Lsn } from '../lsn.js';
 import { backoffMs, InterruptibleSleep } from './backoff.js';
 import type { ConnTarget } from './connstr.js';
 import { elect, type ElectionWon } from './elect.js';
-import { LostLeadershipError, ProposerFatalError, Stopped } from './errors.js';
-import { greetingFor, Leader, type SystemIdentity } from './leader.js';
+import { LostLeadershipError, ProposerFatalError, Stopped, TimelineSwitchError } from './errors.js';
+import { anonymousGreeting, Leader, type SystemIdentity } from './leader.js';
+import { planJoin, type JoinPlan } from './timeline-join.js';
+import type { SafekeeperAccess } from './catch-up.js';
 import { PrimaryStream } from './primary-stream.js';
 import type { LinkEvents } from './link-contract.js';
 import type { PrimaryConnection } from './primary.js';
 import { SafekeeperLink, type SafekeeperAddress } from './safekeeper.js';
 
-export { LostLeadershipError, ProposerFatalError } from './errors.js';
+export { LostLeadershipError, ProposerFatalError, TimelineSwitchError } from './errors.js';
 export type { SafekeeperAddress } from './safekeeper.js';
 
 export interface QuorumProposerOptions {
@@ -111,6 +118,8 @@ export class QuorumProposer implements LinkEvents {
   private readonly log: Logger;
   private readonly opts: QuorumProposerOptions;
   private readonly uuid: Uint8Array;
+  /** How to reach the safekeepers' replication ports. */
+  private readonly access: SafekeeperAccess;
   private readonly primary: PrimaryStream;
   /** The term being run; null until an election is won. */
   private leader: Leader | null = null;
@@ -138,6 +147,7 @@ export class QuorumProposer implements LinkEvents {
       pipelineDepth: opts.pipelineDepth ?? 1,
       backoffMs: backoff,
     };
+    this.access = settings;
     this.links = opts.safekeepers.map((a) => new SafekeeperLink(a, settings, this));
     this.primary = new PrimaryStream({
       target: opts.primary,
@@ -183,7 +193,8 @@ export class QuorumProposer implements LinkEvents {
 
   fatal(err: Error): void {
     if (this.stopping) return;
-    this.log.error({ err: err.message }, err instanceof LostLeadershipError ? 'lost leadership; stopping' : 'fatal error; stopping');
+    if (err instanceof TimelineSwitchError) this.log.info({ timeline: err.timeline, reason: err.message }, 'the primary switched PostgreSQL timelines: ending this term');
+    else this.log.error({ err: err.message }, err instanceof LostLeadershipError ? 'lost leadership; stopping' : 'fatal error; stopping');
     void this.shutdown().then(() => this.finish?.reject(err));
   }
 
@@ -249,7 +260,10 @@ export class QuorumProposer implements LinkEvents {
     const conn = await this.primary.connect();
     const system = this.system();
     const won = await this.electLeader(system);
-    this.beginTerm(won, system, conn);
+    // Every voter joins afresh with the primary's identity (the election's greetings were anonymous).
+    for (const v of won.voters) v.session.client.close();
+    const plan = await planJoin({ won, primary: this.primary.identity!, conn, access: this.access });
+    this.beginTerm(won, plan, system, conn);
     const status = setInterval(() => this.primary.sendStatus(), this.opts.statusIntervalMs ?? 1000);
     status.unref();
     this.timers.push(status as unknown as NodeJS.Timeout);
@@ -276,7 +290,6 @@ export class QuorumProposer implements LinkEvents {
 
   /** Elections until one is won; LostLeadershipError when another proposer holds a higher ballot. */
   private async electLeader(system: SystemIdentity): Promise<ElectionWon<SafekeeperLink>> {
-    const xlogPos = this.primary.identity!.xlogPos;
     let waitingLogged = '';
     for (let attempt = 1; ; attempt++) {
       if (this.stopping) throw new Stopped();
@@ -284,7 +297,7 @@ export class QuorumProposer implements LinkEvents {
         members: this.links,
         uuid: this.uuid,
         highestSeen: this.term,
-        greeting: (nodeId) => greetingFor(system, nodeId, xlogPos),
+        greeting: (nodeId) => anonymousGreeting(system.tenantId, system.timelineId, nodeId),
         graceMs: this.opts.electionGraceMs ?? 300,
         log: this.log,
       });
@@ -303,9 +316,9 @@ export class QuorumProposer implements LinkEvents {
    * segment holding the primary's position), then start every link and the
    * primary stream.
    */
-  private beginTerm(won: ElectionWon<SafekeeperLink>, system: SystemIdentity, conn: PrimaryConnection): void {
+  private beginTerm(won: ElectionWon<SafekeeperLink>, plan: JoinPlan, system: SystemIdentity, conn: PrimaryConnection): void {
     const id = this.primary.identity!;
-    let { vcl, commit } = won;
+    let { vcl, commit } = plan;
     if (vcl === 0n) {
       vcl = this.opts.startLsn ?? segmentFloor(id.xlogPos, id.walSegSize);
       this.log.info({ startLsn: formatLsn(vcl) }, 'fresh timeline: every voter is empty; WAL starts here');
@@ -317,9 +330,9 @@ export class QuorumProposer implements LinkEvents {
         'recovery: VCL is the most advanced voter\'s end of WAL',
       );
     }
-    const leader = new Leader(won.nodeId, vcl, commit, system, this.links);
+    if (vcl < won.vcl) this.log.info({ vcl: formatLsn(won.vcl), startLsn: formatLsn(vcl), timeline: system.timeline }, 'the primary forked a new PostgreSQL timeline: the term starts at its switch point');
+    const leader = new Leader(won.nodeId, vcl, commit, system, this.links, plan.history);
     this.leader = leader;
-    for (const v of won.voters) v.member.start(leader, v.session);
     for (const l of this.links) l.start(leader);
     this.primary.follow(leader, conn);
   }

@@ -15,6 +15,7 @@ import { ProposerClient } from './client.js';
 import type { ElectionMember, Greeted } from './elect.js';
 import { LostLeadershipError } from './errors.js';
 import type { LeaderView, LinkEvents, LinkSettings } from './link-contract.js';
+import { putTimelineHistoryQuery, type TimelineHistory } from './timeline-history.js';
 
 export interface SafekeeperAddress {
   host: string;
@@ -26,6 +27,8 @@ export type LinkState = 'idle' | 'connecting' | 'joining' | 'streaming' | 'down'
 interface InFlight {
   end: Lsn;
   bytes: number;
+  /** The commit position the request carried. */
+  commit: Lsn;
 }
 
 const PROPOSER_APP = 'walkeeper-proposer';
@@ -44,6 +47,8 @@ export class SafekeeperLink implements ElectionMember {
   /** Flush position as last reported (any epoch). */
   flushLsn: Lsn = 0n;
   epoch = 0n;
+  /** The highest commit position sent in a request this session's safekeeper has answered. */
+  commitAcked: Lsn = 0n;
   hs: HotStandbyFeedback | null = null;
   /** The term it streams in; set by start(). */
   private leader: LeaderView | null = null;
@@ -85,8 +90,13 @@ export class SafekeeperLink implements ElectionMember {
     return this.catchup !== null;
   }
 
-  /** Open a connection, start a WAL push session and greet with `server`. */
-  async greet(server: ServerInfo): Promise<Greeted> {
+  /**
+   * Open a connection, start a WAL push session and greet with `server`.
+   * `history` (the primary's timeline history file) is stored on the
+   * safekeeper first, so that a greeting on a newer PostgreSQL timeline can
+   * move it there (docs/protocol.md §7.10).
+   */
+  async greet(server: ServerInfo, history?: TimelineHistory): Promise<Greeted> {
     const { settings } = this;
     const client = await ProposerClient.connect({
       host: this.address.host,
@@ -98,6 +108,7 @@ export class SafekeeperLink implements ElectionMember {
       connectTimeoutMs: 5000,
     });
     try {
+      if (history) await client.query(putTimelineHistoryQuery(history.timeline, history.content));
       await client.startWalPush();
       return { client, info: await client.greet(server) };
     } catch (err) {
@@ -176,7 +187,7 @@ export class SafekeeperLink implements ElectionMember {
     let session = adopt;
     if (!session) {
       this.setState('connecting');
-      session = await this.greet(leader.serverInfo());
+      session = await this.greet(leader.serverInfo(), leader.history ?? undefined);
     }
     const { client, info } = session;
     this.client = client;
@@ -189,11 +200,6 @@ export class SafekeeperLink implements ElectionMember {
     const vote = info.server.nodeId;
     if (compareNodeId(vote, leader.nodeId) > 0) {
       throw new LostLeadershipError(`safekeeper ${this.name} has voted for ${formatNodeId(vote)}, above this proposer's ${formatNodeId(leader.nodeId)}: another proposer took over the timeline`);
-    }
-    if (info.server.timeline !== 0 && info.server.timeline !== leader.pgTimeline && info.flushLsn !== 0n) {
-      throw new LostLeadershipError(
-        `safekeeper ${this.name} holds WAL of PostgreSQL timeline ${info.server.timeline}, the primary is on timeline ${leader.pgTimeline}: timeline switches are not supported`,
-      );
     }
     const vcl = leader.vcl;
     const reply = await Promise.race([client.vote({ nodeId: leader.nodeId, vcl, epoch: leader.term }), ended]);
@@ -214,6 +220,7 @@ export class SafekeeperLink implements ElectionMember {
     this.next = start;
     this.good = start;
     this.commitSent = 0n;
+    this.commitAcked = 0n;
     this.inflight = [];
     this.inflightHead = 0;
     this.inflightBytes = 0;
@@ -319,7 +326,7 @@ export class SafekeeperLink implements ElectionMember {
       return false;
     }
     const bytes = wal.length + REQUEST_HEADER_SIZE;
-    this.inflight.push({ end, bytes });
+    this.inflight.push({ end, bytes, commit });
     this.inflightBytes += bytes;
     this.next = end;
     this.commitSent = commit;
@@ -363,6 +370,7 @@ export class SafekeeperLink implements ElectionMember {
       this.inflightHead = 0;
     }
     this.epoch = r.epoch;
+    if (f.commit > this.commitAcked) this.commitAcked = f.commit;
     if (r.flushLsn > this.flushLsn) this.flushLsn = r.flushLsn;
     if (r.flushLsn > this.good && r.flushLsn <= f.end) this.good = r.flushLsn;
     const hsChanged = this.hs === null || this.hs.xmin !== r.hsFeedback.xmin || this.hs.catalogXmin !== r.hsFeedback.catalogXmin;
@@ -372,6 +380,7 @@ export class SafekeeperLink implements ElectionMember {
       this.events.acked();
     }
     if (hsChanged) this.events.feedbackChanged();
+    this.events.answered?.(this);
     if (this.catchup) this.catchup.acked();
     else this.pump();
   }
