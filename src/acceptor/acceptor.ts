@@ -42,6 +42,8 @@ const maxLsn = (a: Lsn, b: Lsn): Lsn => (a > b ? a : b);
 const minLsn = (a: Lsn, b: Lsn): Lsn => (a < b ? a : b);
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const isZero = (b: Uint8Array): boolean => b.every((x) => x === 0);
+/** system_id 0 and timeline 0: a greeting that only asks for the state (docs/protocol.md §5.3). */
+const isAnonymous = (info: ServerInfo): boolean => info.systemId === 0n && info.timeline === 0;
 
 /** State and storage shared by all sessions of one timeline. */
 class Core {
@@ -104,12 +106,23 @@ export class AcceptorSession {
   /**
    * ServerInfo → SafeKeeperInfo. `localWalEnd` is the end of valid WAL the
    * host found by scanning its segments (0n when there are none); it
-   * becomes flush_lsn. The stored vote (server.node_id) is kept.
+   * becomes flush_lsn. The stored vote (server.node_id) is kept. An
+   * anonymous greeting (system_id 0 and timeline 0) neither checks nor
+   * replaces the stored identity. A greeting from a later PostgreSQL
+   * timeline whose history holds the stored one moves the WAL onto it
+   * (docs/protocol.md §5.3).
    */
   greet(info: ServerInfo, localWalEnd: Lsn): SafeKeeperInfo {
     this.expect('new', 'ServerInfo');
-    this.guard(() => this.checkServer(info));
     const core = this.core;
+    if (isAnonymous(info)) {
+      this.guard(() => this.checkIds(info));
+      core.state.flushLsn = localWalEnd;
+      this.phaseNow = 'greeted';
+      return copyState(core.state);
+    }
+    this.guard(() => this.checkServer(info));
+    const switchLsn = this.guard(() => this.timelineMove(info.timeline));
     const old = core.state.server;
     if (old.pgVersion !== 0 && old.pgVersion !== info.pgVersion) {
       core.log(`pg_version changed from ${old.pgVersion} to ${info.pgVersion}`);
@@ -122,12 +135,53 @@ export class AcceptorSession {
       old.protocolVersion !== info.protocolVersion ||
       hex(old.tenantId) !== hex(info.tenantId) ||
       hex(old.timelineId) !== hex(info.timelineId);
-    core.state.server = { ...copyServerInfo(info), nodeId: old.nodeId };
     core.state.flushLsn = localWalEnd;
+    if (switchLsn !== null) {
+      // WAL past the fork is not the new timeline's: gone (durably) before the state names the new timeline.
+      core.storage.truncateWal(switchLsn);
+      core.storage.beginTimeline(info.timeline, switchLsn);
+      core.log(`moved from PostgreSQL timeline ${old.timeline} to ${info.timeline} at ${formatLsn(switchLsn)}`);
+      const state = core.state;
+      state.flushLsn = minLsn(state.flushLsn, switchLsn);
+      state.commitLsn = minLsn(state.commitLsn, switchLsn);
+      state.restartLsn = minLsn(state.restartLsn, switchLsn);
+    }
+    core.state.server = { ...copyServerInfo(info), nodeId: old.nodeId };
     // system_id / wal_seg_size / ids must survive a crash, or a different database could write here next.
     if (identityChanged) core.persist();
     this.phaseNow = 'greeted';
     return copyState(core.state);
+  }
+
+  /**
+   * The switch point when a greeting from PostgreSQL timeline `tli` moves
+   * the stored WAL onto it; null when it stays. Throws when `tli` does not
+   * descend from the stored timeline (an old primary, or no history yet).
+   */
+  private timelineMove(tli: number): Lsn | null {
+    const storage = this.core.storage;
+    const stored = this.core.state.server.timeline;
+    if (stored === 0 || tli === 0 || tli === stored) return null;
+    if (tli < stored) {
+      const fork = storage.timelineHistory(stored)?.find((e) => e.timeline === tli);
+      const at = fork ? `, which forked from timeline ${tli} at ${formatLsn(fork.switchpoint)}` : '';
+      throw new AcceptorError(
+        'pg-timeline-mismatch',
+        `the proposer's primary is on PostgreSQL timeline ${tli}, but this timeline holds WAL of PostgreSQL timeline ${stored}${at}`,
+      );
+    }
+    const history = storage.timelineHistory(tli);
+    if (!history) {
+      throw new AcceptorError('pg-timeline-mismatch', `no history stored for PostgreSQL timeline ${tli} (PUT_TIMELINE_HISTORY first); this timeline holds WAL of PostgreSQL timeline ${stored}`);
+    }
+    const fork = history.find((e) => e.timeline === stored);
+    if (!fork) {
+      throw new AcceptorError(
+        'pg-timeline-mismatch',
+        `the proposer's primary is on PostgreSQL timeline ${tli}, which does not descend from PostgreSQL timeline ${stored} that this timeline holds WAL of`,
+      );
+    }
+    return fork.switchpoint;
   }
 
   /**
@@ -183,6 +237,9 @@ export class AcceptorSession {
       throw new AcceptorError('wrong-sender', `sender_id ${formatNodeId(req.senderId)} is not the voted node_id ${formatNodeId(vote.nodeId)}`);
     }
     checkRequestShape(req);
+    if (!isValidWalSegSize(state.server.walSegSize) && req.endLsn !== req.beginLsn) {
+      throw new AcceptorError('bad-request', 'no WAL segment size is known for this timeline: greet with the server\'s identity (not anonymously) before sending WAL');
+    }
     const { beginLsn: begin, endLsn: end } = req;
     const heartbeat = end === begin;
 
@@ -229,9 +286,7 @@ export class AcceptorSession {
 
   private checkServer(info: ServerInfo): void {
     const stored = this.core.state.server;
-    if (info.protocolVersion !== PROTOCOL_VERSION) {
-      throw new AcceptorError('protocol-version', `unsupported protocol_version ${info.protocolVersion}: this safekeeper speaks version ${PROTOCOL_VERSION}`);
-    }
+    this.checkIds(info);
     if (stored.systemId !== 0n && stored.systemId !== info.systemId) {
       throw new AcceptorError('system-id-mismatch', `system_id mismatch: the timeline holds WAL of system ${stored.systemId}, the proposer is system ${info.systemId}`);
     }
@@ -240,6 +295,14 @@ export class AcceptorSession {
     }
     if (!isValidWalSegSize(info.walSegSize)) {
       throw new AcceptorError('invalid-wal-seg-size', `invalid wal_seg_size ${info.walSegSize}: expected a power of two from 1 MiB to 1 GiB`);
+    }
+  }
+
+  /** The checks an anonymous greeting gets too: protocol version, tenant and timeline ids. */
+  private checkIds(info: ServerInfo): void {
+    const stored = this.core.state.server;
+    if (info.protocolVersion !== PROTOCOL_VERSION) {
+      throw new AcceptorError('protocol-version', `unsupported protocol_version ${info.protocolVersion}: this safekeeper speaks version ${PROTOCOL_VERSION}`);
     }
     if (!isZero(stored.tenantId) && hex(stored.tenantId) !== hex(info.tenantId)) {
       throw new AcceptorError('tenant-mismatch', `tenant_id mismatch: the timeline belongs to tenant ${hex(stored.tenantId)}, the proposer sent ${hex(info.tenantId)}`);

@@ -8,6 +8,7 @@ export type AcceptorErrorCode =
   | 'invalid-wal-seg-size' // not a power of two in 1 MiB .. 1 GiB
   | 'tenant-mismatch'
   | 'timeline-mismatch'
+  | 'pg-timeline-mismatch' // the proposer's primary is not on this timeline's PostgreSQL timeline or a descendant of it
   | 'wrong-sender' // sender_id is not the current vote
   | 'out-of-order' // a message the session's phase does not allow (append before vote, ...)
   | 'wal-gap' // WAL that does not continue the session's stream or the local WAL

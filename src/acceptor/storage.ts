@@ -2,6 +2,7 @@
 // over files (src/storage/), the simulation in memory with crash semantics.
 import type { Lsn } from '../lsn.js';
 import type { SafeKeeperInfo } from '../protocol/types.js';
+import type { HistoryEntry } from '../wal/history.js';
 
 export interface AcceptorStorage {
   /** The last durably persisted control state, or null for a new timeline. */
@@ -22,4 +23,14 @@ export interface AcceptorStorage {
    * claim an epoch whose WAL a crash could still take away.
    */
   syncWal(): void;
+  /** The stored history file of PostgreSQL timeline `tli`, parsed; null when none is stored. */
+  timelineHistory(tli: number): readonly HistoryEntry[] | null;
+  /**
+   * The WAL moves to PostgreSQL timeline `tli`, which forked at `switchLsn`
+   * (WAL at and past it is already discarded): the new timeline's file of
+   * the segment holding `switchLsn` starts with a copy of the parent's bytes
+   * before it. Durable before returning; done again (the same way) when a
+   * crash came before the control file named `tli`.
+   */
+  beginTimeline(tli: number, switchLsn: Lsn): void;
 }

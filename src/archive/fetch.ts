@@ -8,7 +8,7 @@
 //   missing  every source answered "no such file";
 //   failure  anything else (a source down, a 5xx, a timeout, a refused
 //            token, a corrupt copy) once retries are spent.
-import { HistoryParseError, parseHistory } from '../replication/history.js';
+import { HistoryParseError, parseHistory } from '../wal/history.js';
 import { HISTORY_NAME, verifySegment, walFileKind, WalFileCheckError } from '../wal/verify-segment.js';
 import { decodeObject, objectKey, ObjectFormatError, sha256Hex } from './object-format.js';
 import { RemoteStorageError, type RemoteStorage } from './remote-storage.js';

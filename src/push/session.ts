@@ -29,6 +29,7 @@ import { DiskCapError, TimelineFailedError } from '../timeline/timeline.js';
 import type { ClientSession } from '../server/context.js';
 import type { CommandHandler } from '../server/dispatch.js';
 import { ioSqlState, toPgError } from '../server/errors.js';
+import { putHistoryCommands } from './put-history.js';
 
 interface PendingResponse {
   through: Lsn;
@@ -337,9 +338,9 @@ const startWalPush: CommandHandler = async (cs, args) => {
   return (await new WalPushSession(cs).run()) ? 'ready-sent' : false;
 };
 
-/** The START_WAL_PUSH command, for a daemon's command table. */
+/** The WAL push commands (START_WAL_PUSH, PUT_TIMELINE_HISTORY), for a daemon's command table. */
 export function walPushCommands(): Map<string, CommandHandler> {
-  return new Map([['START_WAL_PUSH', startWalPush]]);
+  return new Map([['START_WAL_PUSH', startWalPush], ...putHistoryCommands()]);
 }
 
 /** Refuse an append over the timeline's disk cap as PostgreSQL refuses a write on a full disk (53100). */

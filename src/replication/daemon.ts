@@ -15,7 +15,7 @@ import { requireTimeline, type ClientSession } from '../server/context.js';
 import type { ClientMessage, ReplicationConnection } from './connection.js';
 import { readSegmentFile, SegmentFileReader } from './file-source.js';
 import { handleReplicationQuery, type ReplicationOptions } from './handler.js';
-import { historyFileName } from './history.js';
+import { historyFileName } from '../wal/history.js';
 import { LsnWatch } from './positions.js';
 import { ReaderRegistry, type ReaderHandle, type ReaderInfo, type WaitTarget, type WalReader, type WalSource } from './source.js';
 

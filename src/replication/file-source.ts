@@ -7,7 +7,7 @@ import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../lsn.js';
 import { segmentFileNamesToTry } from '../wal/segment-files.js';
-import { historyFileName, parseHistory } from './history.js';
+import { historyFileName, parseHistory } from '../wal/history.js';
 import { LsnWatch } from './positions.js';
 import { ReaderRegistry, WalReadError, WalSegmentMissingError, type ReaderHandle, type ReaderInfo, type WaitTarget, type WalReader, type WalSource } from './source.js';
 

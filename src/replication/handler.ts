@@ -14,7 +14,7 @@ import { formatLsn, type Lsn } from '../lsn.js';
 import { RECOVERY_APPLICATION_NAME } from '../pq/streaming.js';
 import { parseReplicationCommand, type GenericOption, type ReplicationCommand } from './commands.js';
 import type { QueryOutcome, ReplicationConnection } from './connection.js';
-import { historyFileName, HistoryParseError, parseHistory, timelineSwitchPoint } from './history.js';
+import { historyFileName, HistoryParseError, parseHistory, timelineSwitchPoint } from '../wal/history.js';
 import {
   commandComplete,
   copyBothResponse,

@@ -13,6 +13,7 @@ const ACCEPTOR_SQLSTATE: Record<AcceptorErrorCode, string> = {
   'invalid-wal-seg-size': SqlState.INVALID_PARAMETER_VALUE,
   'tenant-mismatch': SqlState.OBJECT_NOT_IN_PREREQUISITE_STATE,
   'timeline-mismatch': SqlState.OBJECT_NOT_IN_PREREQUISITE_STATE,
+  'pg-timeline-mismatch': SqlState.OBJECT_NOT_IN_PREREQUISITE_STATE,
   'wrong-sender': SqlState.OBJECT_NOT_IN_PREREQUISITE_STATE,
   'out-of-order': SqlState.PROTOCOL_VIOLATION,
   'wal-gap': SqlState.PROTOCOL_VIOLATION,

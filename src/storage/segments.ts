@@ -23,6 +23,7 @@ import { closeSync, existsSync, fsyncSync, fdatasyncSync, openSync, readdirSync,
 import { join } from 'node:path';
 import { segmentFileName, segmentNumber, segmentOffset, segmentStart, type Lsn } from '../lsn.js';
 import { listSegmentFiles, PARTIAL_SUFFIX as PARTIAL, type SegmentFileEntry } from '../wal/segment-files.js';
+import type { TimelineAncestry } from '../wal/timeline-files.js';
 import { fdatasyncAsync, fsyncAsync, fsyncDirSync, writeFullySync } from './fsutil.js';
 import { PREALLOC_PREFIX, SegmentPreallocator, ZERO_CHUNK } from './prealloc.js';
 
@@ -31,8 +32,8 @@ const TEMP = '.partial.tmp';
 export interface WalSegmentsOptions {
   dir: string;
   walSegSize: number;
-  /** PostgreSQL TimeLineID used in new segment names. */
-  timeline: number;
+  /** PostgreSQL TimeLineID of each segment's file (wal/timeline-files.ts), or one for all. */
+  timeline: number | ((segno: bigint) => number);
   noSync?: boolean;
   /** Make the next segment ahead of time in the background (the daemon turns this on). */
   preallocate?: boolean;
@@ -83,14 +84,16 @@ export function syncLeftoverWal(dir: string, walSegSize: number): void {
  * or below `walEnd`, the end of valid WAL found at load) its complete name,
  * durably. A process that died after writing a segment's last byte but
  * before renaming it would otherwise leave it `.partial` for good, and the
- * archive, which takes complete segments only, would stop there. Run before
+ * archive, which takes complete segments only, would stop there. Only the
+ * files `ancestry` reads are renamed. Run before
  * the segments are opened. Returns the names given.
  */
-export function completePassedSegments(dir: string, walSegSize: number, walEnd: Lsn, noSync: boolean): string[] {
+export function completePassedSegments(dir: string, ancestry: TimelineAncestry, walSegSize: number, walEnd: Lsn, noSync: boolean): string[] {
   // Where both names exist the `.partial` is the one read (wal/segment-files.ts), so it replaces the other.
+  // A parent timeline's file of a switch segment is not the timeline's: it stays `.partial`.
   const renamed: string[] = [];
   for (const f of listSegmentFiles(dir, walSegSize)) {
-    if (!f.partial || segmentStart(f.segno + 1n, walSegSize) > walEnd) continue;
+    if (!f.partial || f.timeline !== ancestry.timelineOfSegment(f.segno, walSegSize) || segmentStart(f.segno + 1n, walSegSize) > walEnd) continue;
     const name = f.file.slice(0, -PARTIAL.length);
     renameSync(join(dir, f.file), join(dir, name));
     renamed.push(name);
@@ -98,6 +101,8 @@ export function completePassedSegments(dir: string, walSegSize: number, walEnd: 
   if (renamed.length > 0 && !noSync) fsyncDirSync(dir);
   return renamed;
 }
+
+const constant = (tli: number) => (): number => tli;
 
 /** The files of one sync round: taken when it starts, released when its fdatasyncs end. */
 type SyncRound = OpenSegment[];
@@ -132,7 +137,7 @@ export class WalSegments {
   readonly noSync: boolean;
   readonly preallocate: boolean;
   private readonly mayPreallocate: ((segno: bigint) => boolean) | undefined;
-  private tli: number;
+  private tliOf: (segno: bigint) => number;
   private readonly open = new Map<bigint, OpenSegment>();
   private dirFd: number;
   /** Directory entries changed (segments created or renamed), and how many of those changes a finished fsync covers. */
@@ -144,7 +149,7 @@ export class WalSegments {
   constructor(opts: WalSegmentsOptions) {
     this.dir = opts.dir;
     this.walSegSize = opts.walSegSize;
-    this.tli = opts.timeline;
+    this.tliOf = typeof opts.timeline === 'number' ? constant(opts.timeline) : opts.timeline;
     this.noSync = opts.noSync ?? false;
     this.preallocate = opts.preallocate ?? false;
     this.mayPreallocate = opts.mayPreallocate;
@@ -153,13 +158,19 @@ export class WalSegments {
     this.removeTempFiles();
   }
 
-  get timeline(): number {
-    return this.tli;
+  /** The TimeLineID of the file of segment `segno`. */
+  timelineOf(segno: bigint): number {
+    return this.tliOf(segno);
   }
 
-  /** Name new segments with another TimeLineID from now on (open segments keep their files). */
-  setTimeline(tli: number): void {
-    this.tli = tli;
+  /**
+   * Pick segment files by another rule from now on (a move to a new
+   * PostgreSQL timeline). Every open segment is closed: the files the rule
+   * picks may differ. The caller has made all writes durable (a truncation).
+   */
+  setTimeline(timeline: number | ((segno: bigint) => number)): void {
+    this.tliOf = typeof timeline === 'number' ? constant(timeline) : timeline;
+    for (const seg of [...this.open.values()]) this.closeSegment(seg);
   }
 
   /** Leftovers of a segment creation or preallocation interrupted by a crash. */
@@ -189,7 +200,7 @@ export class WalSegments {
   private segment(segno: bigint): OpenSegment {
     const have = this.open.get(segno);
     if (have && !have.retired) return have;
-    const name = segmentFileName(this.tli, segno, this.walSegSize);
+    const name = segmentFileName(this.tliOf(segno), segno, this.walSegSize);
     let partial = true;
     let path = join(this.dir, name + PARTIAL);
     let fd: number;
@@ -219,7 +230,7 @@ export class WalSegments {
 
   /** The preallocated file for `segno`, renamed to `<name>.partial`; null when none is ready. */
   private takePreallocated(segno: bigint, name: string): number | null {
-    const fd = this.prealloc.take(segno, this.tli, name + PARTIAL);
+    const fd = this.prealloc.take(segno, this.tliOf(segno), name + PARTIAL);
     // Like a created segment: its name becomes durable in the next sync, before any byte in it is acknowledged.
     if (fd !== null) this.dirChanges++;
     return fd;
@@ -228,9 +239,10 @@ export class WalSegments {
   /** Start making segment `segno` in the background, unless it exists or is being made. */
   private preallocateNext(segno: bigint): void {
     if (!this.preallocate || this.closed || this.prealloc.busy || this.mayPreallocate?.(segno) === false) return;
-    const name = segmentFileName(this.tli, segno, this.walSegSize);
+    const tli = this.tliOf(segno);
+    const name = segmentFileName(tli, segno, this.walSegSize);
     if (existsSync(join(this.dir, name + PARTIAL)) || existsSync(join(this.dir, name))) return;
-    this.prealloc.start(segno, this.tli, name);
+    this.prealloc.start(segno, tli, name);
   }
 
   /** Resolves once no background preallocation is running (after close(), nothing of it is left). */
@@ -398,7 +410,7 @@ export class WalSegments {
       this.fsyncDirNow();
     }
     if (offset > 0) {
-      const name = segmentFileName(this.tli, segno, this.walSegSize);
+      const name = segmentFileName(this.tliOf(segno), segno, this.walSegSize);
       const partialPath = join(this.dir, name + PARTIAL);
       const fullPath = join(this.dir, name);
       if (existsSync(fullPath)) {

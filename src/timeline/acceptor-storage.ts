@@ -5,11 +5,15 @@
 import { existsSync } from 'node:fs';
 import type { AcceptorStorage } from '../acceptor/storage.js';
 import type { Logger } from '../log.js';
-import { formatLsn, isValidWalSegSize, type Lsn } from '../lsn.js';
+import { formatLsn, isValidWalSegSize, segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../lsn.js';
 import type { SafeKeeperInfo } from '../protocol/types.js';
 import { ControlFile } from '../storage/control.js';
 import { mkdirDurableSync } from '../storage/fsutil.js';
 import { completePassedSegments, syncLeftoverWal, WalSegments } from '../storage/segments.js';
+import { readHistoryFile, storeHistoryFile } from '../storage/history-files.js';
+import { copySegmentPrefix } from '../storage/timeline-switch.js';
+import { parseHistory, type HistoryEntry } from '../wal/history.js';
+import { TimelineAncestry } from '../wal/timeline-files.js';
 import type { GroupCommit } from './group-commit.js';
 
 export class TimelineFailedError extends Error {
@@ -56,6 +60,9 @@ export class TimelineStorage implements AcceptorStorage {
   private persisted: SafeKeeperInfo | null;
   private segments: WalSegments | undefined;
   private preallocFailing = false;
+  /** Parsed history files by PostgreSQL timeline (they never change once stored). */
+  private readonly histories = new Map<number, HistoryEntry[]>();
+  private ancestryCache: TimelineAncestry | undefined;
 
   constructor(private readonly opts: TimelineStorageOptions) {
     this.control = new ControlFile(opts.dir, opts.noSync);
@@ -125,6 +132,62 @@ export class TimelineStorage implements AcceptorStorage {
     this.opts.groupCommit.syncNow();
   }
 
+  timelineHistory(tli: number): readonly HistoryEntry[] | null {
+    const known = this.histories.get(tli);
+    if (known) return known;
+    const content = readHistoryFile(this.opts.dir, tli);
+    if (!content) return null;
+    // Stored only after validation: a parse error here is a damaged file, which fails like any read error.
+    const entries = parseHistory(content);
+    this.histories.set(tli, entries);
+    return entries;
+  }
+
+  beginTimeline(tli: number, switchLsn: Lsn): void {
+    this.checkUsable();
+    const state = this.persisted ?? this.opts.currentState();
+    const segSize = state.server.walSegSize;
+    const offset = isValidWalSegSize(segSize) ? segmentOffset(switchLsn, segSize) : 0;
+    // The open files may change with the rule; the truncation before made every write durable.
+    this.segments?.setTimeline((segno) => this.ancestry().timelineOfSegment(segno, segSize));
+    if (offset === 0 || !this.onDisk) return;
+    const segno = segmentNumber(switchLsn, segSize);
+    const from = this.ancestry().fileName(segno, segSize);
+    const to = segmentFileName(tli, segno, segSize);
+    try {
+      copySegmentPrefix(this.opts.dir, segSize, from, to, offset, { noSync: this.opts.noSync });
+    } catch (err) {
+      throw this.fail(this.ioError(err as Error, `start PostgreSQL timeline ${tli} at ${formatLsn(switchLsn)}`));
+    }
+  }
+
+  // ---- timeline history ----
+
+  /** Store the history file of PostgreSQL timeline `tli` (validated by the caller). */
+  putHistory(tli: number, content: Uint8Array): 'stored' | 'identical' {
+    this.checkUsable();
+    const done = storeHistoryFile(this.opts.dir, tli, content, { noSync: this.opts.noSync });
+    // A timeline first greeted from timeline `tli` knew no ancestors of it until now.
+    if (this.ancestryCache?.timeline === tli) this.ancestryCache = undefined;
+    return done;
+  }
+
+  /** The stored history file of PostgreSQL timeline `tli`, as bytes; null when none. */
+  historyFile(tli: number): Buffer | null {
+    return readHistoryFile(this.opts.dir, tli);
+  }
+
+  /**
+   * The current PostgreSQL timeline and its ancestors: which file holds
+   * each segment (wal/timeline-files.ts).
+   */
+  ancestry(): TimelineAncestry {
+    const state = this.persisted ?? this.opts.currentState();
+    const tli = state.server.timeline || 1;
+    if (this.ancestryCache?.timeline !== tli) this.ancestryCache = new TimelineAncestry(tli, tli > 1 ? (this.timelineHistory(tli) ?? []) : []);
+    return this.ancestryCache;
+  }
+
   // ---- files ----
 
   /** Load-time: make durable whatever WAL the previous process left in the page cache (it may have died before syncing). */
@@ -138,14 +201,13 @@ export class TimelineStorage implements AcceptorStorage {
   completePassedSegments(walEnd: Lsn): string[] {
     const state = this.persisted;
     if (!this.onDisk || !state || !isValidWalSegSize(state.server.walSegSize)) return [];
-    return completePassedSegments(this.opts.dir, state.server.walSegSize, walEnd, this.opts.noSync);
+    return completePassedSegments(this.opts.dir, this.ancestry(), state.server.walSegSize, walEnd, this.opts.noSync);
   }
 
   private walFiles(): WalSegments {
     const { dir, name, noSync } = this.opts;
     const state = this.persisted ?? this.opts.currentState();
     const segSize = state.server.walSegSize;
-    const tli = state.server.timeline || 1;
     if (!isValidWalSegSize(segSize)) throw new Error(`no valid WAL segment size known for timeline ${name} (${segSize})`);
     if (this.segments && this.segments.walSegSize !== segSize) {
       throw new Error(`WAL segment size of timeline ${name} changed from ${this.segments.walSegSize} to ${segSize}`);
@@ -155,7 +217,7 @@ export class TimelineStorage implements AcceptorStorage {
       this.segments = new WalSegments({
         dir,
         walSegSize: segSize,
-        timeline: tli,
+        timeline: (segno) => this.ancestry().timelineOfSegment(segno, segSize),
         noSync,
         preallocate: true,
         mayPreallocate: this.opts.mayPreallocate,
@@ -166,8 +228,6 @@ export class TimelineStorage implements AcceptorStorage {
         },
       });
       this.opts.groupCommit.wal = this.segments;
-    } else if (this.segments.timeline !== tli) {
-      this.segments.setTimeline(tli);
     }
     return this.segments;
   }

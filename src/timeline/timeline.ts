@@ -10,6 +10,7 @@ import { isValidWalSegSize, segmentFloor, type Lsn } from '../lsn.js';
 import type { HotStandbyFeedback, SafeKeeperInfo } from '../protocol/types.js';
 import { findTimelineWalEnd } from '../wal/resume-scan.js';
 import type { WalEndResult } from '../wal/wal-end.js';
+import type { TimelineAncestry } from '../wal/timeline-files.js';
 import { TimelineStorage, type TimelineStats } from './acceptor-storage.js';
 import { GroupCommit } from './group-commit.js';
 import { DiskCapError, walFootprint, type ArchiveProgress } from './lifecycle-state.js';
@@ -193,6 +194,25 @@ export class Timeline {
     return this.storage.onDisk;
   }
 
+  /**
+   * Store the history file of PostgreSQL timeline `tli` (PUT_TIMELINE_HISTORY,
+   * already validated): 'identical' when that content is stored already;
+   * HistoryConflictError when other content is.
+   */
+  putHistory(tli: number, content: Uint8Array): 'stored' | 'identical' {
+    return this.storage.putHistory(tli, content);
+  }
+
+  /** The stored history file of PostgreSQL timeline `tli`; null when none. */
+  historyFile(tli: number): Buffer | null {
+    return this.storage.historyFile(tli);
+  }
+
+  /** The current PostgreSQL timeline and its ancestors: which file holds each segment. */
+  get ancestry(): TimelineAncestry {
+    return this.storage.ancestry();
+  }
+
   /** Stored server info, if any: segment size and PostgreSQL timeline. */
   get storedState(): SafeKeeperInfo | null {
     return this.storage.stored;
@@ -228,7 +248,7 @@ export class Timeline {
       // The scan lists the segment files, then reads them: no removal in between.
       this.walScans++;
       try {
-        this.lastScan = await findTimelineWalEnd(this.dir, { walSegSize: segSize, timeline: state?.server.timeline || undefined, commitLsn: state?.commitLsn ?? 0n });
+        this.lastScan = await findTimelineWalEnd(this.dir, { walSegSize: segSize, ancestry: state ? this.ancestry : undefined, commitLsn: state?.commitLsn ?? 0n });
       } finally {
         this.walScans--;
       }

@@ -6,19 +6,24 @@
 import { segmentFloor, segmentNumber, type Lsn } from '../lsn.js';
 import { findWalEnd, type WalEndResult } from './wal-end.js';
 import { listSegmentFiles, segmentFilesToRead } from './segment-files.js';
+import type { TimelineAncestry } from './timeline-files.js';
 
 export interface ResumeScanOptions {
   walSegSize: number;
   /** PostgreSQL timeline whose segments are read; any when absent. */
   timeline?: number;
+  /** Read a timeline with its ancestors (wal/timeline-files.ts); overrides `timeline`. */
+  ancestry?: TimelineAncestry;
   /** The stored commit position (0 when there is none). */
   commitLsn: Lsn;
 }
 
 /** Scan `dir` for the end of its WAL; null when it holds no segment of the timeline. */
 export async function findTimelineWalEnd(dir: string, opts: ResumeScanOptions): Promise<WalEndResult | null> {
-  const { walSegSize, timeline, commitLsn } = opts;
-  const mine = listSegmentFiles(dir, walSegSize).filter((f) => timeline === undefined || f.timeline === timeline);
+  const { walSegSize, timeline, ancestry, commitLsn } = opts;
+  const mine = listSegmentFiles(dir, walSegSize).filter((f) =>
+    ancestry ? f.timeline === ancestry.timelineOfSegment(f.segno, walSegSize) : timeline === undefined || f.timeline === timeline,
+  );
   if (mine.length === 0) return null;
   let startLsn: Lsn | undefined;
   if (commitLsn > 0n) {
@@ -30,5 +35,5 @@ export async function findTimelineWalEnd(dir: string, opts: ResumeScanOptions): 
     for (let s = lowest; contiguous && s < segno; s++) contiguous = toRead.get(s)?.partial === false;
     if (contiguous) startLsn = segmentFloor(commitLsn, walSegSize);
   }
-  return findWalEnd(dir, { walSegSize, timeline, ...(startLsn !== undefined ? { startLsn } : {}) });
+  return findWalEnd(dir, { walSegSize, timeline, ancestry, ...(startLsn !== undefined ? { startLsn } : {}) });
 }

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { isValidWalSegSize, parseSegmentFileName, segmentFileName, XLOG_BLCKSZ } from '../lsn.js';
 import { WalDirError } from './errors.js';
 import { PARTIAL_SUFFIX, segmentFilesToRead } from './segment-files.js';
+import type { TimelineAncestry } from './timeline-files.js';
 
 const SEGMENT_LIKE = /^([0-9A-F]{8})[0-9A-F]{16}(\.partial)?$/;
 const KNOWN_MAGICS = new Set([0xd106, 0xd10d, 0xd110, 0xd113, 0xd116]);
@@ -25,6 +26,11 @@ export interface WalDirOptions {
   walSegSize?: number;
   /** Timeline to read; the highest present when absent. */
   timeline?: number;
+  /**
+   * Read a timeline with its ancestors: each segment from the file the
+   * ancestry picks (wal/timeline-files.ts). Overrides `timeline`.
+   */
+  ancestry?: TimelineAncestry;
 }
 
 /** The segments of one timeline in a directory. */
@@ -35,6 +41,7 @@ export class WalSegmentSet {
     readonly walSegSize: number,
     /** By segment number, the file to read (segmentFilesToRead). */
     readonly files: ReadonlyMap<bigint, WalSegmentFile>,
+    private readonly ancestry?: TimelineAncestry,
   ) {}
 
   get lowestSegno(): bigint {
@@ -54,7 +61,7 @@ export class WalSegmentSet {
   }
 
   segmentName(segno: bigint): string {
-    return segmentFileName(this.timeline, segno, this.walSegSize);
+    return this.ancestry ? this.ancestry.fileName(segno, this.walSegSize) : segmentFileName(this.timeline, segno, this.walSegSize);
   }
 }
 
@@ -123,8 +130,9 @@ export async function openWalDir(dir: string, opts: WalDirOptions = {}): Promise
   if (names.length === 0) throw new WalDirError(`no WAL segment files in "${dir}"`, 'no-segments');
 
   const tliOf = (name: string): number => parseInt(name.slice(0, 8), 16);
-  const timeline = opts.timeline ?? Math.max(...names.map(tliOf));
-  const mine = names.filter((n) => tliOf(n) === timeline);
+  const ancestry = opts.ancestry;
+  const timeline = ancestry?.timeline ?? opts.timeline ?? Math.max(...names.map(tliOf));
+  const mine = names.filter((n) => (ancestry ? ancestry.includes(tliOf(n)) : tliOf(n) === timeline));
   if (mine.length === 0) throw new WalDirError(`no WAL segment files of timeline ${timeline} in "${dir}"`, 'no-segments');
 
   let walSegSize = opts.walSegSize;
@@ -150,7 +158,9 @@ export async function openWalDir(dir: string, opts: WalDirOptions = {}): Promise
   for (const name of mine) {
     const parsed = parseSegmentFileName(name, walSegSize);
     if (!parsed) throw new WalDirError(`"${name}" is not a valid segment file name for ${walSegSize}-byte segments`, 'bad-name');
+    if (ancestry && ancestry.timelineOfSegment(parsed.segno, walSegSize) !== parsed.timeline) continue;
     found.push({ name, path: join(dir, name), segno: parsed.segno, partial: parsed.partial });
   }
-  return new WalSegmentSet(dir, timeline, walSegSize, segmentFilesToRead(found, (f) => f.segno));
+  if (found.length === 0) throw new WalDirError(`no WAL segment files of timeline ${timeline} in "${dir}"`, 'no-segments');
+  return new WalSegmentSet(dir, timeline, walSegSize, segmentFilesToRead(found, (f) => f.segno), ancestry);
 }

@@ -1,7 +1,7 @@
 // Find the end of valid WAL in a directory of segment files: the LSN where
 // PostgreSQL's reader (and pg_waldump) would stop, i.e. MAXALIGN(end of the
 // last valid record), or the next segment start after an XLOG_SWITCH.
-import { segmentFileName, segmentNumber, type Lsn } from '../lsn.js';
+import { segmentNumber, type Lsn } from '../lsn.js';
 import { StopReason, stopReasonName, WasmWalScanner } from '../hot/xlog.js';
 import { driveScan } from './scan.js';
 import { openWalDir, type WalDirOptions } from './segments.js';
@@ -54,7 +54,7 @@ export async function findWalEnd(dir: string, opts: FindWalEndOptions = {}): Pro
     return {
       endLsn,
       timeline: set.timeline,
-      segmentName: segmentFileName(set.timeline, segmentNumber(endLsn, set.walSegSize), set.walSegSize),
+      segmentName: set.segmentName(segmentNumber(endLsn, set.walSegSize)),
       walSegSize: set.walSegSize,
       lastRecordLsn: scanner.lastRecordLsn,
       stopReason: stopReasonName(scanner.stopReason),

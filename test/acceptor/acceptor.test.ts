@@ -25,6 +25,12 @@ class RecordingStorage implements AcceptorStorage {
   syncWal(): void {
     this.calls.push('sync');
   }
+  timelineHistory(): null {
+    return null;
+  }
+  beginTimeline(tli: number, lsn: bigint): void {
+    this.calls.push(`begin timeline ${tli} at ${lsn}`);
+  }
   take(): string[] {
     const c = this.calls;
     this.calls = [];

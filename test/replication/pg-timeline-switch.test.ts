@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatLsn, parseLsn, segmentFileName, segmentFloor, segmentNumber, segmentOffset } from '../../src/lsn.js';
 import { FileWalSource } from '../../src/replication/file-source.js';
-import { parseHistory } from '../../src/replication/history.js';
+import { parseHistory } from '../../src/wal/history.js';
 import { chownToPg, pgTempDir, runPg, runPgOk, startCluster } from '../helpers/pg.js';
 import { ReplicationTestServer } from './pg-harness.js';
 import { SEG, switchWal } from './primary.js';

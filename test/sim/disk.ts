@@ -2,6 +2,7 @@
 // (`visible`), what a crash would leave (`durable`), the writes in between,
 // and the control file (durable when persisted). A crash keeps a random
 // subset of the unsynced writes, some of them torn, as a real disk may.
+import type { HistoryEntry } from '../../src/wal/history.js';
 import type { Prng } from './prng.js';
 
 /** A byte array with a length that grows on write. */
@@ -47,6 +48,8 @@ export class SimDisk {
   control: Buffer | null = null;
   /** A control file written but not yet synced (only an injected bug writes one). */
   controlPending: Buffer | null = null;
+  /** Timeline history files by PostgreSQL timeline (durable when stored). */
+  readonly histories = new Map<number, HistoryEntry[]>();
   /** Bumped whenever durable WAL changes (invalidates cached scans). */
   durableVersion = 0;
 

@@ -15,6 +15,7 @@ import {
   type SafeKeeperInfo,
   type SafeKeeperResponse,
 } from '../../src/protocol/index.js';
+import type { HistoryEntry } from '../../src/wal/history.js';
 import type { Checker } from './checker.js';
 import { SimDisk } from './disk.js';
 import { BASE_LSN, type AcceptorBug } from './options.js';
@@ -59,6 +60,13 @@ class SimStorage implements AcceptorStorage {
     if (this.bug === 'no-sync-before-persist') return;
     this.disk.sync();
   }
+
+  timelineHistory(tli: number): readonly HistoryEntry[] | null {
+    return this.disk.histories.get(tli) ?? null;
+  }
+
+  // One flat WAL array: the new timeline's bytes before the switch are the parent's already.
+  beginTimeline(): void {}
 }
 
 function offset(lsn: bigint): number {

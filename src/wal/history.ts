@@ -48,3 +48,21 @@ export function timelineSwitchPoint(tli: number, current: number, history: Histo
   }
   return null;
 }
+
+/**
+ * Check a history file given for timeline `tli` (PUT_TIMELINE_HISTORY):
+ * parseable, `tli` at least 2, every listed timeline below `tli`. Returns
+ * the entries; throws HistoryParseError naming the problem.
+ */
+export function validateHistory(tli: number, content: Uint8Array | string): HistoryEntry[] {
+  if (!Number.isInteger(tli) || tli < 2 || tli > 0xffffffff) throw new HistoryParseError(`invalid timeline ${tli} for a history file: an integer from 2 to 4294967295`);
+  const entries = parseHistory(content);
+  if (entries.length === 0) throw new HistoryParseError(`the history of timeline ${tli} lists no parent timeline`);
+  for (const e of entries) {
+    if (e.timeline >= tli) throw new HistoryParseError(`the history of timeline ${tli} lists timeline ${e.timeline}, which is not older`);
+  }
+  for (let i = 1; i < entries.length; i++) {
+    if (entries[i].switchpoint < entries[i - 1].switchpoint) throw new HistoryParseError(`the history of timeline ${tli} has switch points out of order`);
+  }
+  return entries;
+}
