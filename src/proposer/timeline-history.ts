@@ -2,7 +2,7 @@
 // TIMELINE_HISTORY over a replication connection (from the primary, or from
 // a safekeeper), handed to safekeepers with PUT_TIMELINE_HISTORY on a push
 // connection before the greeting that moves them (docs/protocol.md §7.10).
-import { parseHistory, timelineSwitchPoint, type HistoryEntry } from '../replication/history.js';
+import { parseHistory, timelineSwitchPoint, type HistoryEntry } from '../wal/history.js';
 import type { Lsn } from '../lsn.js';
 import type { PgClient } from './pg-client.js';
 

@@ -17,7 +17,7 @@
 import t, { type Test } from 'tap';
 import pg from 'pg';
 import { formatLsn, segmentOffset, segmentStart } from '../../src/lsn.js';
-import { historyFileName } from '../../src/replication/history.js';
+import { historyFileName } from '../../src/wal/history.js';
 import { runPg, type PgCluster } from '../helpers/pg.js';
 import { sleep, waitFor, xorshift32 } from '../helpers/support.js';
 import { APP, makeSynchronous, proposerFor, readWal, safekeeperConninfo, startStandbyIn } from '../proposer-e2e/harness.js';

@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { parseLsn, parseSegmentFileName, segmentFileName, segmentNumber, segmentStart, type Lsn } from '../../src/lsn.js';
-import { historyFileName, parseHistory } from '../../src/replication/history.js';
+import { historyFileName, parseHistory } from '../../src/wal/history.js';
 import { runCli } from '../daemon/helpers.js';
 import { pgTempDir, spawnPg, type Background, type PgCluster } from '../helpers/pg.js';
 import { waitFor } from '../helpers/support.js';
