@@ -59,7 +59,7 @@ t.test('failover without losing an acknowledged commit, twice; the old primary f
   const failoverUnderLoad = async (t: Test, standby: PgCluster, tli: number): Promise<Failover> => {
     const load = pgbench(rig.primary, 10);
     await sleep(1500 + Math.floor(rnd() * 2000));
-    const f = await failover(t, rig, standby);
+    const f = await failover(rig, standby);
     await load;
     t.pass(`kill -9 of the primary after ${f.ackedBefore.size} acknowledged ids; promoted to timeline ${f.tli} at ${formatLsn(f.switchLsn)}`);
     t.equal(f.tli, tli, `the promoted standby writes timeline ${tli}`);
@@ -170,7 +170,7 @@ t.test('failover without losing an acknowledged commit, twice; the old primary f
     await rig.primary.sql('checkpoint');
     const r = await runPg('pg_rewind', ['--target-pgdata', old.dataDir, '--source-server', rig.primary.connString(), '--write-recovery-conf', '--no-sync']);
     t.equal(r.code, 0, `pg_rewind: ${(r.stderr || r.stdout).trim().split('\n').at(-1)}`);
-    const rewound = await startStandbyIn(t, old.dataDir, sks[0], { synchronous_standby_names: APP });
+    const rewound = await startStandbyIn(rig.t, old.dataDir, sks[0], { synchronous_standby_names: APP });
     rig.standbys.push(rewound);
     await follows(t, rewound, 2);
     t.equal(await rewound.sql(`select count(*) from acked where id = ${FENCED_ID}`), '0', 'the old primary no longer has its unacknowledged row');
@@ -205,7 +205,7 @@ t.test('failover without losing an acknowledged commit, twice; the old primary f
     t.same(new Set(states.map((s) => s.commit_lsn)).size, 1, `every safekeeper has commit position ${states[0].commit_lsn}`);
     t.same(new Set(states.map((s) => s.flush_lsn)).size, 1, `and WAL up to ${states[0].flush_lsn}`);
 
-    rig.proposer = proposerFor(t, rig.primary, sks);
+    rig.proposer = proposerFor(rig.t, rig.primary, sks);
     rig.proposer.start();
     await makeSynchronous(rig.primary);
     const before = rig.work.count;

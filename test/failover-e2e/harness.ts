@@ -30,6 +30,8 @@ import {
 export const SEG = 1 << 20;
 
 export interface Rig {
+  /** The test that owns the processes (they outlive the subtests that start them). */
+  t: Test;
   safekeepers: Safekeeper[];
   /** The server that takes writes now, and the proposer in front of it. */
   primary: PgCluster;
@@ -65,7 +67,7 @@ export async function startRig(t: Test, clients: number): Promise<Rig> {
   t.teardown(() => rmSync(receiverDir, { recursive: true, force: true }));
   const receiver = spawnPg(t, 'pg_receivewal', ['-d', safekeeperConninfo(safekeepers[2], 'wk_receivewal'), '-D', receiverDir, '--no-sync', '-s', '1', '-v']);
   const work = await Workload.start(primary, clients);
-  return { safekeepers, primary, proposer, standbys, receiver, receiverDir, work, startLsn: parseLsn(String(fresh.startLsn)), timelines: [{ tli: 1, start: 0n }] };
+  return { t, safekeepers, primary, proposer, standbys, receiver, receiverDir, work, startLsn: parseLsn(String(fresh.startLsn)), timelines: [{ tli: 1, start: 0n }] };
 }
 
 /** pgbench for `seconds` (no-vacuum, simple-update); its exit status is not checked (the primary may crash under it). */
@@ -122,7 +124,7 @@ export interface Failover {
  * front of it, until it is its synchronous standby. The rig then points at
  * the new primary. Throws when promote fails.
  */
-export async function failover(t: Test, rig: Rig, standby: PgCluster): Promise<Failover> {
+export async function failover(rig: Rig, standby: PgCluster): Promise<Failover> {
   const oldProposer = rig.proposer;
   const oldPrimary = rig.primary;
   await Promise.all([oldPrimary.kill9(), oldProposer.kill9()]);
@@ -136,7 +138,7 @@ export async function failover(t: Test, rig: Rig, standby: PgCluster): Promise<F
   rig.timelines.push({ tli, start: switchLsn });
   rig.standbys = rig.standbys.filter((s) => s !== standby);
   rig.primary = standby;
-  rig.proposer = proposerFor(t, standby, rig.safekeepers);
+  rig.proposer = proposerFor(rig.t, standby, rig.safekeepers);
   rig.proposer.start();
   await makeSynchronous(standby);
   return { promoted: standby, oldPrimary, tli, switchLsn, promote: result, ackedBefore, oldProposer };
