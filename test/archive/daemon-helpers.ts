@@ -98,9 +98,10 @@ export interface ArchiveStatus {
 }
 
 export interface TimelineStatus {
+  epoch: number;
+  server: { pg_timeline: number; system_id: string };
   flush_lsn: string;
   commit_lsn: string;
-  server: { system_id: string; pg_timeline: number };
   local_start_lsn: string;
   backup_lsn: string;
   disk_usage_bytes: number;

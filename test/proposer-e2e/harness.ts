@@ -10,8 +10,8 @@ import pg from 'pg';
 import type { Test } from 'tap';
 import { formatLsn, parseLsn, segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../../src/lsn.js';
 import { PgClient } from '../../src/proposer/pg-client.js';
-import { BIN, ROOT, startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daemon/helpers.js';
 import { status, type TimelineStatus } from '../archive/daemon-helpers.js';
+import { BIN, ROOT, startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daemon/helpers.js';
 import { sleep, waitFor } from '../helpers/support.js';
 import { chownToPg, freePort, pgTempDir, runPgOk, startCluster, type ClusterOptions, type PgCluster } from '../helpers/pg.js';
 
@@ -81,7 +81,7 @@ export class Safekeeper {
     }
   }
 
-  /** The timeline's status from the admin API. */
+  /** The timeline as the admin API shows it. */
   async status(): Promise<TimelineStatus> {
     if (!this.proc) throw new Error(`${this.address} is down`);
     return status(this.proc);
@@ -233,11 +233,6 @@ export async function startQuorum<S extends Safekeeper = Safekeeper>(t: Test, op
   return { primary, safekeepers, proposer, segSize, root };
 }
 
-/** The command-line arguments naming the safekeepers and the timeline, as every walkeeper command takes them. */
-export function quorumArgs(safekeepers: Safekeeper[]): string[] {
-  return ['--safekeepers', safekeepers.map((s) => s.address).join(','), '--tenant', TENANT, '--timeline', TIMELINE];
-}
-
 /** `walkeeper propose` in front of `primary` (not started yet). */
 export function proposerFor(t: Test, primary: PgCluster, safekeepers: Safekeeper[], extra: string[] = []): ProposerProc {
   return new ProposerProc(t, ['--primary', `host=127.0.0.1 port=${primary.port} user=postgres`, ...quorumArgs(safekeepers), ...extra]);
@@ -372,6 +367,11 @@ export class Workload {
     await Promise.all(this.loops);
     await Promise.all(this.clients.map((c) => c?.end().catch(() => {})));
   }
+}
+
+/** The quorum options of propose, sync-safekeepers and promote for these safekeepers. */
+export function quorumArgs(safekeepers: readonly Safekeeper[]): string[] {
+  return ['--safekeepers', safekeepers.map((s) => s.address).join(','), '--tenant', TENANT, '--timeline', TIMELINE];
 }
 
 /** `formatLsn` for messages. */
