@@ -259,10 +259,18 @@ export class QuorumProposer implements LinkEvents {
   private async main(): Promise<void> {
     const conn = await this.primary.connect();
     const system = this.system();
-    const won = await this.electLeader(system);
-    // Every voter joins afresh with the primary's identity (the election's greetings were anonymous).
-    for (const v of won.voters) v.session.client.close();
-    const plan = await planJoin({ won, primary: this.primary.identity!, conn, access: this.access });
+    let won: ElectionWon<SafekeeperLink>;
+    let plan: JoinPlan;
+    try {
+      won = await this.electLeader(system);
+      // Every voter joins afresh with the primary's identity (the election's greetings were anonymous).
+      for (const v of won.voters) v.session.client.close();
+      plan = await planJoin({ won, primary: this.primary.identity!, conn, access: this.access });
+    } catch (err) {
+      // The primary stream owns the connection only from beginTerm on: a refusal or a lost election closes it here, or the process never exits.
+      conn.close();
+      throw err;
+    }
     this.beginTerm(won, plan, system, conn);
     const status = setInterval(() => this.primary.sendStatus(), this.opts.statusIntervalMs ?? 1000);
     status.unref();
