@@ -4,7 +4,7 @@
 // access to archived segments. One timer for the daemon; every step is
 // bounded and nothing here is on the append path.
 import type { Logger } from '../log.js';
-import { formatLsn, segmentFileName, segmentStart, type Lsn } from '../lsn.js';
+import { formatLsn, segmentStart, type Lsn } from '../lsn.js';
 import { completeSegments, directoryBytes, removeSegmentsOldestFirst } from '../storage/wal-removal.js';
 import type { TimelineRegistry } from '../timeline/registry.js';
 import { walFootprint } from '../timeline/lifecycle-state.js';
@@ -108,7 +108,7 @@ export class WalLifecycle {
     const now = this.now();
     const keepTimeMs = atCap ? 0 : this.opts.keepTimeMs;
     const doomed = [];
-    for (const s of completeSegments(tl.dir, segSize)) {
+    for (const s of completeSegments(tl.dir, segSize, tl.ancestry)) {
       if (segmentStart(s.segno + 1n, segSize) > horizon || !pastKeepTime(s.completedAt, keepTimeMs, now)) break;
       doomed.push(s);
     }
@@ -129,9 +129,8 @@ export class WalLifecycle {
 
   private async fetchSegment(tl: Timeline, storage: RemoteStorage, segno: bigint): Promise<Uint8Array | null> {
     const segSize = tl.walSegSize;
-    const state = tl.storedState;
-    if (segSize === null || !state) return null;
-    const name = segmentFileName(state.server.timeline || 1, segno, segSize);
+    if (segSize === null || !tl.storedState) return null;
+    const name = tl.ancestry.fileName(segno, segSize);
     return fetchArchivedFile(storage, objectKey(tl.key.tenantId, tl.key.timelineId, name));
   }
 

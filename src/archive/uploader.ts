@@ -195,12 +195,15 @@ export class TimelineUploader {
 
   // ---- segments ----
 
-  /** Complete (renamed) segment files, by segment number. */
+  /** Complete (renamed) segment files, by segment number: the file each segment is read from (wal/timeline-files.ts). */
   private completeFiles(): Map<bigint, string> {
     const out = new Map<bigint, string>();
     let partial: Set<bigint>;
     try {
-      const files = listSegmentFiles(this.tl.dir, this.segSize!);
+      const segSize = this.segSize!;
+      const ancestry = this.tl.ancestry;
+      // A parent timeline's `.partial` of a switch segment is not the timeline's file: archived under the new name only.
+      const files = listSegmentFiles(this.tl.dir, segSize).filter((f) => f.timeline === ancestry.timelineOfSegment(f.segno, segSize));
       partial = new Set(files.filter((f) => f.partial).map((f) => f.segno));
       for (const f of files) if (!f.partial && !partial.has(f.segno)) out.set(f.segno, f.file);
     } catch {

@@ -2,10 +2,9 @@
 // Timeline, a ReplicationConnection over the daemon's ServerConnection, and
 // the command handlers that route replication commands to
 // handleReplicationQuery(), which the daemon puts in its command table.
-import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import { join } from 'node:path';
-import { segmentFileName, type Lsn } from '../lsn.js';
+import { segmentNumber, type Lsn } from '../lsn.js';
+import type { TimelineAncestry } from '../wal/timeline-files.js';
 import { ArchiveFallbackReader } from './archived-reader.js';
 import type { ServerConnection, StartupInfo } from '../pq/connection.js';
 import { PgError, SqlState } from '../pq/errors.js';
@@ -15,7 +14,6 @@ import { requireTimeline, type ClientSession } from '../server/context.js';
 import type { ClientMessage, ReplicationConnection } from './connection.js';
 import { readSegmentFile, SegmentFileReader } from './file-source.js';
 import { handleReplicationQuery, type ReplicationOptions } from './handler.js';
-import { historyFileName } from '../wal/history.js';
 import { LsnWatch } from './positions.js';
 import { ReaderRegistry, type ReaderHandle, type ReaderInfo, type WaitTarget, type WalReader, type WalSource } from './source.js';
 
@@ -28,12 +26,22 @@ export interface ServedTimeline {
   /** End of the WAL that is durable here. */
   readonly syncedLsn: Lsn;
   readonly storedState: SafeKeeperInfo | null;
+  /** The current PostgreSQL timeline and its ancestors: which file holds each segment. */
+  readonly ancestry: TimelineAncestry;
+  /** The stored history file of PostgreSQL timeline `tli`; null when none. */
+  historyFile(tli: number): Uint8Array | null;
   hsFeedback: HotStandbyFeedback;
   /** Start of the oldest local segment (null: none yet). */
   readonly localStartLsn?: Lsn | null;
   /** Whole archived segments, decoded and verified; null (or absent) without an archive. */
   readonly fetchArchivedSegment?: ((segno: bigint) => Promise<Uint8Array | null>) | null;
-  subscribe(l: { durable(synced: Lsn): void; truncated(lsn: Lsn): void; failed(err: Error): void; committed?(commitLsn: Lsn): void }): () => void;
+  subscribe(l: {
+    durable(synced: Lsn): void;
+    truncated(lsn: Lsn): void;
+    failed(err: Error): void;
+    committed?(commitLsn: Lsn): void;
+    pgTimelineChanged?(tli: number, switchLsn: Lsn): void;
+  }): () => void;
 }
 
 /**
@@ -51,7 +59,7 @@ export class TimelineWalSource implements WalSource {
 
   constructor(readonly timeline: ServedTimeline) {
     this.oneShot = this.withArchive({
-      read: (at: Lsn, into: Uint8Array) => readSegmentFile(this.timeline.dir, this.walSegSize, [this.pgTimeline], at, into),
+      read: (at: Lsn, into: Uint8Array) => readSegmentFile(this.timeline.dir, this.walSegSize, this.fileTimeline(segmentNumber(at, this.walSegSize)), at, into),
       close() {},
     });
     this.readers = new ReaderRegistry((hs) => {
@@ -67,6 +75,12 @@ export class TimelineWalSource implements WalSource {
       },
       // A heartbeat moves commit_lsn without new WAL: readers waiting for it must wake too.
       committed: () => this.refresh(),
+      // A stream on the old timeline waiting at its switch point must wake and end there.
+      pgTimelineChanged: () => {
+        this.refresh();
+        this.flush.wakeAll();
+        this.commit.wakeAll();
+      },
       failed: () => {},
     });
   }
@@ -120,7 +134,7 @@ export class TimelineWalSource implements WalSource {
     const r = new SegmentFileReader(
       this.timeline.dir,
       () => this.walSegSize,
-      () => [this.pgTimeline],
+      (segno) => this.fileTimeline(segno),
       (closed) => this.fileReaders.delete(closed),
     );
     this.fileReaders.add(r);
@@ -133,20 +147,21 @@ export class TimelineWalSource implements WalSource {
    * archive side has seen the timeline, possibly after the stream began.
    */
   private withArchive(local: WalReader): WalReader {
-    return new ArchiveFallbackReader(local, this.timeline, () => this.walSegSize, (segno) => segmentFileName(this.pgTimeline, segno, this.walSegSize));
+    return new ArchiveFallbackReader(local, this.timeline, () => this.walSegSize, (segno) => this.timeline.ancestry.fileName(segno, this.walSegSize));
   }
 
-  /**
-   * A `%08X.history` file in the timeline directory, if one was put there:
-   * the WAL push protocol does not carry timeline history.
-   */
-  async timelineHistory(tli: number): Promise<Uint8Array | null> {
-    try {
-      return await readFile(join(this.timeline.dir, historyFileName(tli)));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
+  /** The timeline whose file holds segment `segno` (wal/timeline-files.ts), as the one candidate to open. */
+  private fileTimeline(segno: bigint): number[] {
+    return [this.timeline.ancestry.timelineOfSegment(segno, this.walSegSize)];
+  }
+
+  timelineFork(tli: number): { switchpoint: Lsn; nextTli: number } | null {
+    return this.timeline.storedState ? this.timeline.ancestry.fork(tli) : null;
+  }
+
+  /** A stored `%08X.history` file (PUT_TIMELINE_HISTORY, or put there by hand). */
+  timelineHistory(tli: number): Uint8Array | null {
+    return this.timeline.historyFile(tli);
   }
 
   waitFor(lsn: Lsn, which: WaitTarget, signal: AbortSignal): Promise<void> {

@@ -231,7 +231,8 @@ export class SegmentFileReader implements WalReader {
   constructor(
     private readonly dir: string,
     private readonly walSegSize: () => number,
-    private readonly timelines: () => readonly number[] | Promise<readonly number[]>,
+    /** The timelines whose files may hold segment `segno`, in the order to try them. */
+    private readonly timelines: (segno: bigint) => readonly number[] | Promise<readonly number[]>,
     private readonly onClose?: (r: SegmentFileReader) => void,
     /** Files kept open at most (a message may span two segments). */
     private readonly maxOpen = 2,
@@ -243,10 +244,10 @@ export class SegmentFileReader implements WalReader {
     const offset = segmentOffset(lsn, segSize);
     const want = Math.min(buf.length, segSize - offset);
     if (want <= 0) return 0;
-    if (this.closed) return readSegmentFile(this.dir, segSize, await this.timelines(), lsn, buf);
+    if (this.closed) return readSegmentFile(this.dir, segSize, await this.timelines(segno), lsn, buf);
     let opening = this.files.get(segno);
     if (!opening) {
-      opening = (async () => openSegment(this.dir, segSize, await this.timelines(), segno, offset))();
+      opening = (async () => openSegment(this.dir, segSize, await this.timelines(segno), segno, offset))();
       this.files.set(segno, opening);
       // A failed open is not kept.
       opening.catch(() => {

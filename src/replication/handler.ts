@@ -233,13 +233,16 @@ async function startReplication(
     }
   }
 
-  const endOfTimeline = (): Buffer[] =>
-    historic
+  // A current timeline that becomes historic while it streams ends at its switch point, as a walsender's does.
+  const endOfTimeline = (): Buffer[] => {
+    historic ??= source.timelineFork?.(tli) ?? null;
+    return historic
       ? [
           rowDescription([int8Field('next_tli'), textField('next_tli_startpos')]),
           dataRow([String(historic.nextTli), formatLsn(historic.switchpoint)]),
         ]
       : [];
+  };
 
   // Nothing left on that timeline: no COPY at all.
   if (historic && start >= historic.switchpoint) {
@@ -262,6 +265,7 @@ async function startReplication(
     startLsn: start,
     endLsn: minLsn(minLsn(historic?.switchpoint ?? null, stop), recovery ? flush : null),
     follow: recovery ? 'flush' : 'commit',
+    timelineEnd: historic || !source.timelineFork ? undefined : () => source.timelineFork?.(tli)?.switchpoint ?? null,
   };
   const reader = source.attachReader({
     applicationName: conn.startupParams.application_name ?? '',

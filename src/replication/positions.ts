@@ -40,6 +40,13 @@ export class LsnWatch {
     }
   }
 
+  /** Wake every waiter, whatever its target (what it waits for may have changed: a timeline switch). */
+  wakeAll(): void {
+    const all = [...this.waiters];
+    this.waiters.clear();
+    for (const w of all) w.resolve();
+  }
+
   /**
    * Resolves once the position is greater than `lsn` (at once if it is
    * already), or when `signal` aborts. Never rejects; an aborted wait leaves

@@ -42,6 +42,8 @@ export interface StreamPlan {
   endLsn: Lsn | null;
   /** The position that bounds what may be sent: commit for readers, flush for a recovering proposer. */
   follow: WaitTarget;
+  /** Where the streamed timeline ends if it became historic while the stream runs (null while it is current). */
+  timelineEnd?: () => Lsn | null;
 }
 
 export interface SenderOptions {
@@ -195,10 +197,18 @@ class WalStream {
     }
   }
 
+  /** Where the stream ends: its planned end, or the switch point of a timeline that became historic. */
+  private end(): Lsn | null {
+    const planned = this.plan.endLsn;
+    const fork = this.plan.timelineEnd?.() ?? null;
+    if (fork === null) return planned;
+    return planned !== null && planned < fork ? planned : fork;
+  }
+
   /** Where sending must stop for now. */
   private limit(): Lsn {
     const pos = this.plan.follow === 'commit' ? this.source.commitLsn() : this.source.flushLsn();
-    const end = this.plan.endLsn;
+    const end = this.end();
     return end !== null && end < pos ? end : pos;
   }
 
@@ -236,7 +246,7 @@ class WalStream {
     let ahead: Promise<Chunk> | null = null;
     let sinceYield = 0;
     while (!this.outcome && !this.doneSending) {
-      const end = this.plan.endLsn;
+      const end = this.end();
       if (end !== null && this.sent >= end) {
         this.endSending();
         return;

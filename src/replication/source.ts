@@ -86,6 +86,13 @@ export interface WalSource {
   waitFor(lsn: Lsn, which: WaitTarget, signal: AbortSignal): Promise<void>;
   /** Register a reader for progress and hot standby feedback. */
   attachReader(info: ReaderInfo): ReaderHandle;
+  /**
+   * Where PostgreSQL timeline `tli` ended in the history of the current
+   * one, and the timeline after it; null while `tli` is current (or not an
+   * ancestor). Looked at while a stream runs: a stream on a timeline that
+   * became historic ends at its switch point.
+   */
+  timelineFork?(tli: number): { switchpoint: Lsn; nextTli: number } | null;
   /** Contents of `%08X.history` for timeline `tli`, or null when there is none. */
   timelineHistory?(tli: number): Uint8Array | null | Promise<Uint8Array | null>;
   /**

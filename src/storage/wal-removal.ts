@@ -8,6 +8,7 @@ import { readdirSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { segmentStart, type Lsn } from '../lsn.js';
 import { listSegmentFiles, type SegmentFileEntry } from '../wal/segment-files.js';
+import type { TimelineAncestry } from '../wal/timeline-files.js';
 import { fsyncDirSync } from './fsutil.js';
 
 /** A complete segment file (no `.partial`), with when it was last written. */
@@ -16,21 +17,27 @@ export interface CompleteSegment {
   segno: bigint;
   /** mtime in ms: when its last byte was written (it was renamed complete right after). */
   completedAt: number;
+  /** Other timelines' files of the segment (a parent's `.partial` of a switch segment): removed with it. */
+  shadowed: string[];
+}
+
+function listOrNone(dir: string, walSegSize: number): SegmentFileEntry[] {
+  try {
+    return listSegmentFiles(dir, walSegSize);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
 }
 
 /**
  * The segments the local WAL is made of: the contiguous run ending at the
  * highest segment present (anything below a gap is a leftover no reader can
- * reach past the gap), ascending.
+ * reach past the gap), ascending; each segment's file is the one `ancestry`
+ * picks (wal/timeline-files.ts).
  */
-export function localSegmentRun(dir: string, walSegSize: number): SegmentFileEntry[] {
-  let files: SegmentFileEntry[];
-  try {
-    files = listSegmentFiles(dir, walSegSize);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
+export function localSegmentRun(dir: string, walSegSize: number, ancestry: TimelineAncestry): SegmentFileEntry[] {
+  const files = listOrNone(dir, walSegSize).filter((f) => f.timeline === ancestry.timelineOfSegment(f.segno, walSegSize));
   const bySegno = new Map<bigint, SegmentFileEntry>();
   for (const f of files) {
     const seen = bySegno.get(f.segno);
@@ -44,18 +51,21 @@ export function localSegmentRun(dir: string, walSegSize: number): SegmentFileEnt
 }
 
 /** Start of the oldest local segment, or null when the directory has none. */
-export function localStartLsn(dir: string, walSegSize: number): Lsn | null {
-  const run = localSegmentRun(dir, walSegSize);
+export function localStartLsn(dir: string, walSegSize: number, ancestry: TimelineAncestry): Lsn | null {
+  const run = localSegmentRun(dir, walSegSize, ancestry);
   return run.length > 0 ? segmentStart(run[0].segno, walSegSize) : null;
 }
 
 /** The complete (renamed) segments of the local run, ascending, with their completion times. */
-export function completeSegments(dir: string, walSegSize: number): CompleteSegment[] {
+export function completeSegments(dir: string, walSegSize: number, ancestry: TimelineAncestry): CompleteSegment[] {
   const out: CompleteSegment[] = [];
-  for (const f of localSegmentRun(dir, walSegSize)) {
+  const run = localSegmentRun(dir, walSegSize, ancestry);
+  const others = listOrNone(dir, walSegSize).filter((f) => f.timeline !== ancestry.timelineOfSegment(f.segno, walSegSize));
+  for (const f of run) {
     if (f.partial) break;
+    const shadowed = others.filter((o) => o.segno === f.segno).map((o) => o.file);
     try {
-      out.push({ file: f.file, segno: f.segno, completedAt: statSync(join(dir, f.file)).mtimeMs });
+      out.push({ file: f.file, segno: f.segno, completedAt: statSync(join(dir, f.file)).mtimeMs, shadowed });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
       throw err;
@@ -95,10 +105,12 @@ export function removeSegmentsOldestFirst(dir: string, segments: readonly Comple
   let removed = 0;
   for (const s of segments) {
     before(s.segno);
-    try {
-      unlinkSync(join(dir, s.file));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    for (const file of [s.file, ...s.shadowed]) {
+      try {
+        unlinkSync(join(dir, file));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
     }
     if (!opts.noSync) fsyncDirSync(dir);
     removed++;

@@ -50,6 +50,8 @@ export interface TimelineStorageOptions {
   mayPreallocate: (segno: bigint) => boolean;
   /** WAL from `lsn` on was discarded. */
   onTruncated: (lsn: Lsn) => void;
+  /** The control file now names PostgreSQL timeline `tli`, which forked at `switchLsn`. */
+  onPgTimelineChanged: (tli: number, switchLsn: Lsn) => void;
   /** The timeline failed (called once). */
   onFailed: (err: Error) => void;
 }
@@ -63,6 +65,8 @@ export class TimelineStorage implements AcceptorStorage {
   /** Parsed history files by PostgreSQL timeline (they never change once stored). */
   private readonly histories = new Map<number, HistoryEntry[]>();
   private ancestryCache: TimelineAncestry | undefined;
+  /** A move begun (beginTimeline) whose control file is not written yet. */
+  private moving: { tli: number; switchLsn: Lsn } | undefined;
 
   constructor(private readonly opts: TimelineStorageOptions) {
     this.control = new ControlFile(opts.dir, opts.noSync);
@@ -99,6 +103,11 @@ export class TimelineStorage implements AcceptorStorage {
       throw this.ioError(err as Error, 'persist the control file');
     }
     this.persisted = state;
+    const moved = this.moving;
+    if (moved && state.server.timeline === moved.tli) {
+      this.moving = undefined;
+      this.opts.onPgTimelineChanged(moved.tli, moved.switchLsn);
+    }
   }
 
   writeWal(lsn: Lsn, bytes: Uint8Array): void {
@@ -148,6 +157,7 @@ export class TimelineStorage implements AcceptorStorage {
     const state = this.persisted ?? this.opts.currentState();
     const segSize = state.server.walSegSize;
     const offset = isValidWalSegSize(segSize) ? segmentOffset(switchLsn, segSize) : 0;
+    this.moving = { tli, switchLsn };
     // The open files may change with the rule; the truncation before made every write durable.
     this.segments?.setTimeline((segno) => this.ancestry().timelineOfSegment(segno, segSize));
     if (offset === 0 || !this.onDisk) return;

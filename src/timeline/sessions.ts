@@ -27,6 +27,8 @@ export interface DurabilityListener {
   failed(err: Error): void;
   /** A proposer reported a higher commit_lsn (also when no WAL moved). */
   committed?(commitLsn: Lsn): void;
+  /** The WAL moved to PostgreSQL timeline `tli`, which forked at `switchLsn` (persisted). */
+  pgTimelineChanged?(tli: number, switchLsn: Lsn): void;
 }
 
 /** The listeners of one timeline; each event goes to those subscribed when it happens. */
@@ -54,5 +56,9 @@ export class DurabilityListeners {
 
   committed(commitLsn: Lsn): void {
     for (const l of [...this.listeners]) l.committed?.(commitLsn);
+  }
+
+  pgTimelineChanged(tli: number, switchLsn: Lsn): void {
+    for (const l of [...this.listeners]) l.pgTimelineChanged?.(tli, switchLsn);
   }
 }

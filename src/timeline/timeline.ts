@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { Acceptor, noHsFeedback } from '../acceptor/index.js';
 import type { Logger } from '../log.js';
-import { isValidWalSegSize, segmentFloor, type Lsn } from '../lsn.js';
+import { formatLsn, isValidWalSegSize, segmentFloor, type Lsn } from '../lsn.js';
 import type { HotStandbyFeedback, SafeKeeperInfo } from '../protocol/types.js';
 import { findTimelineWalEnd } from '../wal/resume-scan.js';
 import type { WalEndResult } from '../wal/wal-end.js';
@@ -113,6 +113,10 @@ export class Timeline {
         if (this.localStartLsn !== null && lsn < this.localStartLsn) this.localStartLsn = null;
         this.listeners.truncated(lsn);
       },
+      onPgTimelineChanged: (tli, switchLsn) => {
+        this.log.info({ pgTimeline: tli, switchLsn: formatLsn(switchLsn) }, 'WAL moved to a new PostgreSQL timeline');
+        this.listeners.pgTimelineChanged(tli, switchLsn);
+      },
       onFailed: (err) => {
         this.log.error({ err: err.message, code: (err as NodeJS.ErrnoException).code }, 'timeline failed: WAL is suspect, no more acknowledgements until restart');
         this.listeners.failed(err);
@@ -155,7 +159,7 @@ export class Timeline {
   findLocalStart(): Lsn | null {
     const segSize = this.walSegSize;
     if (segSize === null) return null;
-    this.localStartLsn = localStartLsn(this.dir, segSize);
+    this.localStartLsn = localStartLsn(this.dir, segSize, this.ancestry);
     return this.localStartLsn;
   }
 

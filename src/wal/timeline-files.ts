@@ -54,8 +54,10 @@ export class TimelineAncestry {
     return this.spans.some((s) => s.timeline === tli);
   }
 
-  /** Where ancestor `tli` ended (its switch point); null when it is not an ancestor (or is the timeline itself). */
-  switchPoint(tli: number): Lsn | null {
-    return this.spans.find((s) => s.timeline === tli)?.end ?? null;
+  /** Where ancestor `tli` ended and which timeline followed it; null when it is not an ancestor (or is the timeline itself). */
+  fork(tli: number): { switchpoint: Lsn; nextTli: number } | null {
+    const i = this.spans.findIndex((s) => s.timeline === tli);
+    const end = i >= 0 ? this.spans[i].end : null;
+    return end === null ? null : { switchpoint: end, nextTli: this.spans[i + 1].timeline };
   }
 }

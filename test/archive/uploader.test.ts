@@ -13,6 +13,7 @@ import { TimelineUploader } from '../../src/archive/uploader.js';
 import { silentLogger } from '../../src/log.js';
 import { segmentFileName, type Lsn } from '../../src/lsn.js';
 import { newArchiveProgress, type Timeline } from '../../src/timeline/timeline.js';
+import { TimelineAncestry } from '../../src/wal/timeline-files.js';
 import { tempDir, until } from '../helpers/support.js';
 
 const SEG = 1 << 20;
@@ -68,6 +69,7 @@ function fakeTimeline(dir: string, segments: bigint[], end: Lsn) {
     dir,
     log: silentLogger(),
     walSegSize: SEG,
+    ancestry: new TimelineAncestry(1),
     localStartLsn: segments[0] * MiB,
     backupLsn: 0n,
     persistedBackupLsn: 0n,

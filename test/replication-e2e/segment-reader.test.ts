@@ -11,6 +11,7 @@ import { segmentFileName, type Lsn } from '../../src/lsn.js';
 import { SAFEKEEPER_MAGIC } from '../../src/protocol/layout.js';
 import type { SafeKeeperInfo } from '../../src/protocol/types.js';
 import { TimelineWalSource, type ServedTimeline } from '../../src/replication/daemon.js';
+import { TimelineAncestry } from '../../src/wal/timeline-files.js';
 import { SegmentFileReader } from '../../src/replication/file-source.js';
 import { WalSegmentMissingError } from '../../src/replication/source.js';
 import { noHsFeedback } from '../../src/acceptor/state.js';
@@ -94,6 +95,8 @@ t.test('TimelineWalSource: a truncation invalidates the readers of every stream'
     commitLsn: at(2),
     syncedLsn: at(2),
     storedState: state,
+    ancestry: new TimelineAncestry(1),
+    historyFile: () => null,
     hsFeedback: noHsFeedback(),
     subscribe(l) {
       listeners.push(l);
