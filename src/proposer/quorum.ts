@@ -267,7 +267,6 @@ export class QuorumProposer implements LinkEvents {
       for (const v of won.voters) v.session.client.close();
       plan = await planJoin({ won, primary: this.primary.identity!, conn, access: this.access });
     } catch (err) {
-      // The primary stream owns the connection only from beginTerm on: a refusal or a lost election closes it here, or the process never exits.
       conn.close();
       throw err;
     }
