@@ -94,10 +94,11 @@ t.test('failover without losing an acknowledged commit, twice; the old primary f
       t.ok(sk.wal(from, theirs.length, SEG, rig.timelines).equals(theirs), `${sk.address}: ${formatLsn(from)}..${formatLsn(commit)} identical to the primary's pg_wal (${files})`);
     }
 
-    const tli = rig.timelines.at(-1)!.tli;
     const recv = rig.receiverDir;
-    await waitFor(`pg_receivewal to fetch ${historyFileName(tli)}`, () => historyText(recv, tli), (h) => h !== null, 30_000);
-    t.equal(historyText(recv, tli), historyText(rig.primary.walDir, tli), `pg_receivewal's ${historyFileName(tli)} is the primary's`);
+    for (const { tli } of rig.timelines.slice(1)) {
+      await waitFor(`pg_receivewal to fetch ${historyFileName(tli)}`, () => historyText(recv, tli), (h) => h !== null, 30_000);
+      t.equal(historyText(recv, tli), historyText(rig.primary.walDir, tli), `pg_receivewal's ${historyFileName(tli)} is the primary's`);
+    }
     const recvFrom = firstSegmentStart(recv, rig.startLsn);
     const want = walBytes(rig.primary.walDir, recvFrom, commit, rig.timelines);
     await waitFor('pg_receivewal to reach the commit position', () => walBytes(recv, recvFrom, commit, rig.timelines).equals(want), (ok) => ok, 30_000, 200);
