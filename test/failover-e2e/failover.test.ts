@@ -62,6 +62,7 @@ t.test('failover without losing an acknowledged commit, twice; the old primary f
     const f = await failover(rig, standby);
     await load;
     t.pass(`kill -9 of the primary after ${f.ackedBefore.size} acknowledged ids; promoted to timeline ${f.tli} at ${formatLsn(f.switchLsn)}`);
+    t.comment(`walkeeper promote took ${f.promoteMs} ms; the first client commit through the quorum came ${f.firstCommitMs} ms after it started`);
     t.equal(f.tli, tli, `the promoted standby writes timeline ${tli}`);
     t.match(f.promote.stdout, formatLsn(f.switchLsn), 'promote printed the switch LSN');
     t.match(f.promote.stdout, new RegExp(`\\b${tli}\\b`), 'and the new timeline');

@@ -116,6 +116,9 @@ export interface Failover {
   ackedBefore: Map<number, string>;
   /** The proposer of the crashed primary. */
   oldProposer: ProposerProc;
+  /** How long `walkeeper promote` took, and from its start to the first client commit acknowledged through the quorum, in ms. */
+  promoteMs: number;
+  firstCommitMs: number;
 }
 
 /**
@@ -130,7 +133,10 @@ export async function failover(rig: Rig, standby: PgCluster): Promise<Failover> 
   await Promise.all([oldPrimary.kill9(), oldProposer.kill9()]);
   const ackedBefore = new Map(rig.work.acked);
   rig.work.retarget(standby);
+  const started = Date.now();
   const result = await promote(rig, standby);
+  const promoteMs = Date.now() - started;
+  const count = rig.work.count;
   if (result.code !== 0) throw new Error(`walkeeper promote exited ${result.code}: ${result.stderr.trim()}`);
   const tli = await writingTimeline(standby);
   const history = parseHistory(historyText(standby.walDir, tli) ?? '');
@@ -141,7 +147,9 @@ export async function failover(rig: Rig, standby: PgCluster): Promise<Failover> 
   rig.proposer = proposerFor(rig.t, standby, rig.safekeepers);
   rig.proposer.start();
   await makeSynchronous(standby);
-  return { promoted: standby, oldPrimary, tli, switchLsn, promote: result, ackedBefore, oldProposer };
+  await waitFor('a client commit through the quorum on the new primary', () => rig.work.count, (n) => n > count, 60_000, 10);
+  const firstCommitMs = Date.now() - started;
+  return { promoted: standby, oldPrimary, tli, switchLsn, promote: result, ackedBefore, oldProposer, promoteMs, firstCommitMs };
 }
 
 /** How a proposer process ended, or null if it still runs after `ms`. */
