@@ -117,6 +117,7 @@ export async function timelineView(tl: Timeline, readers: ReaderSnapshot[]) {
       wal_seg_size: st.server.walSegSize,
       pg_timeline: st.server.timeline,
     },
+    pg_timeline: st.server.timeline,
     flush_lsn: formatLsn(flush),
     commit_lsn: formatLsn(tl.commitLsn),
     restart_lsn: formatLsn(st.restartLsn),

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { Acceptor, AcceptorError, type AcceptorStorage, type AppendResult } from '../../src/acceptor/index.js';
 import { decodeControlFile, encodeControlFile, type NodeId, type SafeKeeperInfo, type SafeKeeperRequest, type ServerInfo } from '../../src/protocol/index.js';
+import { id, SEG, server } from './fixtures.js';
 
 /** Storage that records every call, and keeps the control file as encoded bytes (as a disk would). */
 class RecordingStorage implements AcceptorStorage {
@@ -38,23 +39,6 @@ class RecordingStorage implements AcceptorStorage {
   }
 }
 
-const id = (term: bigint, u = 1): NodeId => ({ term, uuid: Uint8Array.from({ length: 16 }, (_, i) => (i === 15 ? u : 0)) });
-const SEG = 16 << 20;
-
-function server(over: Partial<ServerInfo> = {}): ServerInfo {
-  return {
-    protocolVersion: 1,
-    pgVersion: 150004,
-    nodeId: id(99n, 9),
-    systemId: 7n,
-    timelineId: new Uint8Array(16).fill(0x22),
-    walEnd: 0n,
-    timeline: 1,
-    walSegSize: SEG,
-    tenantId: new Uint8Array(16).fill(0x11),
-    ...over,
-  };
-}
 
 function req(sender: NodeId, begin: bigint, end: bigint, over: Partial<SafeKeeperRequest> = {}): SafeKeeperRequest {
   const wal = over.wal ?? new Uint8Array(Number(end - begin)).fill(0xab);

@@ -3,8 +3,9 @@
 // the refusals that fence an old primary, leaving storage untouched.
 import t from 'tap';
 import { Acceptor, AcceptorError, type AcceptorStorage } from '../../src/acceptor/index.js';
-import { decodeControlFile, encodeControlFile, type NodeId, type SafeKeeperInfo, type ServerInfo } from '../../src/protocol/index.js';
+import { decodeControlFile, encodeControlFile, type SafeKeeperInfo, type ServerInfo } from '../../src/protocol/index.js';
 import type { HistoryEntry } from '../../src/wal/history.js';
+import { id, SEG, server } from './fixtures.js';
 
 class MemStorage implements AcceptorStorage {
   calls: string[] = [];
@@ -39,20 +40,6 @@ class MemStorage implements AcceptorStorage {
   }
 }
 
-const id = (term: bigint): NodeId => ({ term, uuid: Uint8Array.from({ length: 16 }, (_, i) => (i === 15 ? 1 : 0)) });
-const SEG = 16 << 20;
-const server = (over: Partial<ServerInfo> = {}): ServerInfo => ({
-  protocolVersion: 1,
-  pgVersion: 150004,
-  nodeId: id(9n),
-  systemId: 7n,
-  timelineId: new Uint8Array(16).fill(0x22),
-  walEnd: 0n,
-  timeline: 1,
-  walSegSize: SEG,
-  tenantId: new Uint8Array(16).fill(0x11),
-  ...over,
-});
 const anonymous = (over: Partial<ServerInfo> = {}) => server({ systemId: 0n, timeline: 0, walSegSize: 0, pgVersion: 0, ...over });
 const SWITCH = 0x3000028n;
 

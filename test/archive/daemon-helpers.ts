@@ -10,6 +10,7 @@ import { segmentFileName, segmentStart, type Lsn } from '../../src/lsn.js';
 import { MAX_WAL_PER_REQUEST } from '../../src/protocol/layout.js';
 import type { NodeId } from '../../src/protocol/types.js';
 import { waitFor } from '../helpers/support.js';
+import { errorFields, query, RawClient } from '../pq/raw-client.js';
 import { PROPOSER_UUID, PushClient, serverInfo, TENANT, TIMELINE, type DaemonProc, type RealWal } from '../daemon/helpers.js';
 import { WalBuilder } from '../wal/synth.js';
 
@@ -40,11 +41,11 @@ export interface Pusher {
   acked: Lsn;
 }
 
-/** Connect to a timeline, elect (a term above any stored), ready to push. */
-export async function connectPusher(d: DaemonProc, wal: RealWal, timelineId = TIMELINE): Promise<Pusher> {
+/** Connect to a timeline, greet from PostgreSQL timeline `pgTimeline`, elect (a term above any stored), ready to push. */
+export async function connectPusher(d: DaemonProc, wal: RealWal, timelineId = TIMELINE, pgTimeline = 1): Promise<Pusher> {
   const client = await PushClient.connect(d.pgPort, timelineParams(timelineId));
   await client.startWalPush();
-  const greeting = await client.greet(serverInfo(wal, 1n, { timelineId: Uint8Array.from(Buffer.from(timelineId, 'hex')) }));
+  const greeting = await client.greet(serverInfo(wal, 1n, { timelineId: Uint8Array.from(Buffer.from(timelineId, 'hex')), timeline: pgTimeline }));
   const nodeId = { term: greeting.server.nodeId.term + 1n, uuid: PROPOSER_UUID };
   const reply = await client.vote({ nodeId, vcl: greeting.flushLsn, epoch: nodeId.term });
   if (reply.term !== nodeId.term) throw new Error(`vote not granted: ${reply.term}`);
@@ -100,6 +101,7 @@ export interface ArchiveStatus {
 export interface TimelineStatus {
   epoch: number;
   server: { pg_timeline: number; system_id: string };
+  pg_timeline: number;
   flush_lsn: string;
   commit_lsn: string;
   local_start_lsn: string;
@@ -156,4 +158,40 @@ export function timelineDir(d: DaemonProc, timelineId = TIMELINE): string {
 
 export function localSegment(d: DaemonProc, segno: bigint, timelineId = TIMELINE): Buffer {
   return readFileSync(join(timelineDir(d, timelineId), segName(segno)));
+}
+
+async function replicationClient(d: DaemonProc): Promise<RawClient> {
+  const c = await RawClient.connect(d.pgPort);
+  const msgs = await c.startup({ user: 'reader', database: 'replication', replication: 'true', application_name: 'archive-reader', options: `-c ztenantid=${TENANT} -c ztimelineid=${TIMELINE}` });
+  const last = msgs[msgs.length - 1];
+  if (last.tag !== 'Z') throw new Error(`start-up failed: ${last.tag === 'E' ? errorFields(last.body).M : last.tag}`);
+  return c;
+}
+
+/** START_REPLICATION at `from` on PostgreSQL timeline `tli`; collect the WAL streamed until `to` (XLogData checked to be contiguous). */
+export async function stream(d: DaemonProc, from: Lsn, to: Lsn, tli = 1): Promise<Buffer> {
+  const c = await replicationClient(d);
+  try {
+    c.write(query(`START_REPLICATION PHYSICAL ${lsnText(from)} TIMELINE ${tli}`));
+    const first = await c.read(30_000);
+    if (!first) throw new Error('closed');
+    if (first.tag === 'E') throw Object.assign(new Error(errorFields(first.body).M), { fields: errorFields(first.body) });
+    if (first.tag !== 'W') throw new Error(`expected CopyBothResponse, got ${first.tag}`);
+    const parts: Buffer[] = [];
+    let pos = from;
+    while (pos < to) {
+      const m = await c.read(30_000);
+      if (!m) throw new Error(`stream closed at ${lsnText(pos)}`);
+      if (m.tag === 'E') throw Object.assign(new Error(errorFields(m.body).M), { fields: errorFields(m.body) });
+      if (m.tag !== 'd' || m.body[0] !== 0x77) continue; // keepalives
+      const start = m.body.readBigUInt64BE(1);
+      if (start !== pos) throw new Error(`XLogData at ${lsnText(start)}, expected ${lsnText(pos)}`);
+      const data = m.body.subarray(25);
+      parts.push(Buffer.from(data));
+      pos += BigInt(data.length);
+    }
+    return Buffer.concat(parts).subarray(0, Number(to - from));
+  } finally {
+    c.destroy();
+  }
 }

@@ -23,14 +23,20 @@ import { idToBytes } from '../../src/timeline/ids.js';
  * below the primary's flush position are meaningful.
  */
 export function readWal(walDir: string, from: Lsn, to: Lsn, segSize: number, tli = 1): Buffer {
+  return readWalFiles((segno) => join(walDir, segmentFileName(tli, segno, segSize)), from, to, segSize);
+}
+
+/** WAL [from, to) read from the file `pathOf` names for each segment. */
+export function readWalFiles(pathOf: (segno: bigint) => string, from: Lsn, to: Lsn, segSize: number): Buffer {
   const out = Buffer.allocUnsafe(Number(to - from));
   let pos = 0;
   while (pos < out.length) {
     const lsn = from + BigInt(pos);
-    const name = segmentFileName(tli, segmentNumber(lsn, segSize), segSize);
+    const path = pathOf(segmentNumber(lsn, segSize));
+    const name = path;
     const off = segmentOffset(lsn, segSize);
     const n = Math.min(segSize - off, out.length - pos);
-    const fd = openSync(join(walDir, name), 'r');
+    const fd = openSync(path, 'r');
     try {
       let got = 0;
       while (got < n) {
@@ -61,6 +67,10 @@ export interface FeederOptions {
   uuid?: Uint8Array;
   /** Requests in flight before waiting for responses (default 64, i.e. up to 8 MiB). */
   window?: number;
+  /** The primary's PostgreSQL timeline, sent in ServerInfo (default 1). */
+  pgTimeline?: number;
+  /** The file holding each segment (default: walDir's timeline-1 files). */
+  walFile?: (segno: bigint) => string;
 }
 
 /** Sizes of the chunks a push is cut into: the next chunk's size given how many bytes are left (1..128 KiB). */
@@ -163,7 +173,8 @@ export class WalFeeder {
     // Read at most 16 MiB at a time, so a big push does not hold it all in memory.
     while (this.next < to) {
       const sliceEnd = to - this.next > 16n << 20n ? this.next + (16n << 20n) : to;
-      const bytes = readWal(this.opts.walDir, this.next, sliceEnd, this.opts.segSize);
+      const { walDir, walFile, segSize } = this.opts;
+      const bytes = walFile ? readWalFiles(walFile, this.next, sliceEnd, segSize) : readWal(walDir, this.next, sliceEnd, segSize);
       let off = 0;
       while (off < bytes.length) {
         const size = Math.max(1, Math.min(chunks(bytes.length - off), bytes.length - off, MAX_WAL_PER_REQUEST));
@@ -222,7 +233,7 @@ function serverInfoFor(o: FeederOptions, nodeId: NodeId, walEnd: Lsn): ServerInf
     systemId: o.systemId,
     timelineId: idToBytes(o.timelineId),
     walEnd,
-    timeline: 1,
+    timeline: o.pgTimeline ?? 1,
     walSegSize: o.segSize,
     tenantId: idToBytes(o.tenantId),
   };

@@ -165,17 +165,19 @@ export class SimProposer implements ConnEnd<ToProposer> {
     const s: Session = { conn, node, round, stage: 'info', next: 0, inflight: [], commitSent: 0n };
     this.sessions.set(node, s);
     this.byConn.set(conn, s);
+    // Round 1 only reads the state: an anonymous greeting (docs/protocol.md §5.3), as the quorum proposer's is.
+    const anonymous = round === 1;
     this.world.toNode(conn, {
       kind: 'greet',
       bytes: encodeServerInfo({
         protocolVersion: 1,
-        pgVersion: 150004,
+        pgVersion: anonymous ? 0 : 150004,
         nodeId: this.nodeId,
-        systemId: SYSTEM_ID,
+        systemId: anonymous ? 0n : SYSTEM_ID,
         timelineId: TIMELINE_ID,
         walEnd: BASE_LSN + BigInt(this.log.len),
-        timeline: 1,
-        walSegSize: WAL_SEG_SIZE,
+        timeline: anonymous ? 0 : 1,
+        walSegSize: anonymous ? 0 : WAL_SEG_SIZE,
         tenantId: TENANT_ID,
       }),
     });
