@@ -91,14 +91,16 @@ async function newTimeline(standby: ConnTarget): Promise<{ timeline: number; swi
 
 export async function promoteStandby(opts: PromoteOptions): Promise<PromoteResult> {
   const { log } = opts;
-  const synced = await syncSafekeepers({ ...opts.sync, log });
-  const vcl = synced.vcl;
+  let vcl: Lsn;
+  // The standby is checked before the sync: a wrong connection string must not fence the running proposer.
   const c = await PgClient.connect({ ...opts.standby, applicationName: 'walkeeper-promote' }).catch((err: unknown) => {
     throw new PromoteRefused(`cannot connect to the standby ${describeTarget(opts.standby)}: ${(err as Error).message}`);
   });
   try {
-    const row = (await c.query("SELECT pg_is_in_recovery(), system_identifier::text FROM pg_control_system()")).rows[0];
+    const row = (await c.query('SELECT pg_is_in_recovery(), system_identifier::text FROM pg_control_system()')).rows[0];
     if (row[0] !== 't') throw new PromoteRefused(`${describeTarget(opts.standby)} is not a standby (pg_is_in_recovery() is false)`);
+    const synced = await syncSafekeepers({ ...opts.sync, log });
+    vcl = synced.vcl;
     if (synced.identity && BigInt(row[1] ?? '0') !== synced.identity.systemId) {
       throw new PromoteRefused(`the standby is database system ${row[1]}, the safekeepers hold WAL of system ${synced.identity.systemId}`);
     }

@@ -101,11 +101,14 @@ async function electWithin(members: Member[], opts: SyncOptions, uuid: Uint8Arra
   throw new NoQuorumError(`no quorum: ${reason}${problems.length ? ` (${problems.join('; ')})` : ''}`);
 }
 
-/** The donor's history file, when some member is on an older PostgreSQL timeline and must move first. */
-async function historyFor(won: ElectionWon<Member>, identity: SystemIdentity, opts: SyncOptions): Promise<TimelineHistory | null> {
-  const older = won.voters.some((v) => v.session.info.server.timeline !== 0 && v.session.info.server.timeline < identity.timeline);
-  if (!older) return null;
-  const client = await connectRecovery(won.donor.link.address, { tenantId: opts.tenantId, timelineId: opts.timelineId, password: opts.password });
+/**
+ * The donor's history file on a timeline ≥ 2: a safekeeper still on an
+ * older PostgreSQL timeline (it was down when the others moved) gets it
+ * before its greeting, so the greeting moves it.
+ */
+async function historyFor(donor: Member, identity: SystemIdentity, opts: SyncOptions): Promise<TimelineHistory | null> {
+  if (identity.timeline < 2) return null;
+  const client = await connectRecovery(donor.link.address, { tenantId: opts.tenantId, timelineId: opts.timelineId, password: opts.password });
   try {
     return await readTimelineHistory(client, identity.timeline);
   } finally {
@@ -153,7 +156,7 @@ export async function syncSafekeepers(opts: SyncOptions): Promise<SyncResult> {
   }
   const vcl = won.vcl;
   log.info({ vcl: formatLsn(vcl), donor: won.donor.name, epoch: won.donorEpoch.toString() }, "recovery: VCL is the most advanced voter's end of WAL");
-  const history = await historyFor(won, identity, opts);
+  const history = await historyFor(won.donor, identity, opts);
   const leader = new Leader(won.nodeId, vcl, vcl, identity, links, history);
   for (const l of links) l.start(leader);
   const atVcl = (l: SafekeeperLink): boolean => l.connected && l.commitAcked >= vcl && l.good >= vcl;

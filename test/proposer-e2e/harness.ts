@@ -238,6 +238,15 @@ export function proposerFor(t: Test, primary: PgCluster, safekeepers: Safekeeper
   return new ProposerProc(t, ['--primary', `host=127.0.0.1 port=${primary.port} user=postgres`, ...quorumArgs(safekeepers), ...extra]);
 }
 
+/** startQuorum with the proposer started, committing, and the primary's synchronous standby. */
+export async function startSynchronousQuorum(t: Test): Promise<QuorumSetup> {
+  const q = await startQuorum(t);
+  q.proposer.start();
+  await q.proposer.waitLog('a quorum holds WAL of this term: commits flow');
+  await makeSynchronous(q.primary);
+  return q;
+}
+
 /** Make the proposer the primary's synchronous standby and wait until it is streaming as such. */
 export async function makeSynchronous(primary: PgCluster): Promise<void> {
   await primary.sql(`alter system set synchronous_standby_names = '${APP}'`);

@@ -1,14 +1,15 @@
 // `walkeeper promote` with real PostgreSQL 15: a standby that is behind is
 // refused within its timeout and left a standby; a caught-up standby is
 // promoted (timeline 2, the switch point printed); `walkeeper propose`
-// against it continues the quorum on timeline 2; a proposer against the old
-// primary (still on timeline 1) is refused naming both timelines and the
-// switch point.
+// against it continues the quorum on timeline 2; sync-safekeepers moves a
+// safekeeper that missed the switch; a proposer against the old primary
+// (still on timeline 1) is refused naming both timelines and the switch
+// point.
 import t, { type Test } from 'tap';
 import { formatLsn, parseLsn } from '../../src/lsn.js';
 import { runCli } from '../daemon/helpers.js';
 import { sleep, waitFor } from '../helpers/support.js';
-import { makeSynchronous, ProposerProc, quorumArgs, startQuorum, startStandby, type QuorumSetup } from './harness.js';
+import { makeSynchronous, ProposerProc, quorumArgs, startStandby, startSynchronousQuorum, type QuorumSetup } from './harness.js';
 
 async function promote(q: QuorumSetup, standbyPort: number, timeout: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return runCli(['promote', '--standby', `host=127.0.0.1 port=${standbyPort} user=postgres`, ...quorumArgs(q.safekeepers), '--timeout', timeout], { timeoutMs: 120_000 });
@@ -16,10 +17,7 @@ async function promote(q: QuorumSetup, standbyPort: number, timeout: string): Pr
 
 /** A running quorum with a synchronous proposer, some committed rows, and a hot standby that has replayed them. */
 async function setup(t: Test) {
-  const q = await startQuorum(t);
-  q.proposer.start();
-  await q.proposer.waitLog('a quorum holds WAL of this term: commits flow');
-  await makeSynchronous(q.primary);
+  const q = await startSynchronousQuorum(t);
   const standby = await startStandby(t, q.primary, q.safekeepers[0]);
   await q.primary.sql('create table p (i int); insert into p select generate_series(1, 1000)');
   await waitFor('the standby to replay the rows', () => standby.sql('select count(*) from p').catch(() => ''), (v) => v === '1000');
@@ -28,6 +26,12 @@ async function setup(t: Test) {
 
 t.test('a standby that is behind is refused within its timeout and left a standby', async (t) => {
   const { q, standby } = await setup(t);
+  // A server that is not a standby is refused before anything is fenced.
+  const wrong = await promote(q, q.primary.port, '3s');
+  t.equal(wrong.code, 1);
+  t.match(wrong.stderr, /^walkeeper promote: 127\.0\.0\.1:\d+ is not a standby \(pg_is_in_recovery\(\) is false\)\n$/);
+  await q.primary.sql('insert into p values (0)');
+  t.equal(q.proposer.proc?.exitCode, null, 'the running proposer was not fenced: commits still return');
   // Point its walreceiver at nothing, then commit more through the quorum.
   await standby.sql("alter system set primary_conninfo = 'host=127.0.0.1 port=1 user=postgres'");
   await standby.sql('select pg_reload_conf()');
@@ -63,16 +67,29 @@ t.test('a caught-up standby is promoted; propose continues on timeline 2; the ol
   t.equal(await standby.sql('select count(*) from p'), '1000', 'with every committed row');
   t.equal(await q.proposer.exit!.then((e) => e.code), 1, 'the old proposer was fenced');
 
-  // The proposer in front of the new primary continues the quorum on timeline 2.
+  // The proposer in front of the new primary continues the quorum on timeline 2,
+  // with the third safekeeper down: it stays on timeline 1 for now.
+  await q.safekeepers[2].kill9();
   const next = new ProposerProc(t, ['--primary', `host=127.0.0.1 port=${standby.port} user=postgres`, ...quorumArgs(q.safekeepers)]);
   next.start();
   await next.waitLog('a quorum holds WAL of this term: commits flow', 0, 60_000);
   await makeSynchronous(standby);
   await standby.sql('insert into p values (-1)');
-  const st = await Promise.all(q.safekeepers.map((s) => s.status()));
-  t.same(st.map((s) => s.server.pg_timeline), [2, 2, 2], 'the safekeepers are on PostgreSQL timeline 2');
+  const st = await Promise.all(q.safekeepers.slice(0, 2).map((s) => s.status()));
+  t.same(st.map((s) => s.server.pg_timeline), [2, 2], 'the live safekeepers are on PostgreSQL timeline 2');
   const commit = parseLsn(st[0].commit_lsn);
   t.ok(commit > x, `WAL of timeline 2 is committed through the quorum (${formatLsn(commit)} > ${m[1]})`);
+  t.equal((await next.stop())?.code, 0);
+
+  // sync-safekeepers moves the one left on timeline 1: it gets the history first.
+  await q.safekeepers[2].start();
+  t.equal((await q.safekeepers[2].status()).server.pg_timeline, 1, 'the third safekeeper is still on timeline 1');
+  const s = await runCli(['sync-safekeepers', ...quorumArgs(q.safekeepers)], { timeoutMs: 60_000 });
+  t.equal(s.code, 0, s.stderr);
+  const vcl2 = parseLsn(s.stdout.trim());
+  t.ok(vcl2 >= commit, `the VCL ${s.stdout.trim()} holds the timeline 2 commit`);
+  const all = await Promise.all(q.safekeepers.map((sk) => sk.status()));
+  t.same(all.map((a) => [a.server.pg_timeline, parseLsn(a.commit_lsn), parseLsn(a.flush_lsn)]), [[2, vcl2, vcl2], [2, vcl2, vcl2], [2, vcl2, vcl2]], 'all three on timeline 2 at the VCL');
 
   // The old primary, still on timeline 1, gets its own proposer: refused.
   const old = new ProposerProc(t, ['--primary', `host=127.0.0.1 port=${q.primary.port} user=postgres`, ...quorumArgs(q.safekeepers), '--slot', 'old', '--application-name', 'old']);
@@ -85,5 +102,4 @@ t.test('a caught-up standby is promoted; propose continues on timeline 2; the ol
     'naming both timelines and the switch point',
   );
   t.equal((await Promise.all(q.safekeepers.map((s) => s.status()))).map((s) => s.server.pg_timeline).join(), '2,2,2', 'nothing changed on the safekeepers');
-  await next.stop();
 });

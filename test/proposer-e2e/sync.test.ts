@@ -7,7 +7,7 @@ import t from 'tap';
 import { parseLsn } from '../../src/lsn.js';
 import { runCli } from '../daemon/helpers.js';
 import { sleep, waitFor } from '../helpers/support.js';
-import { makeSynchronous, quorumArgs, Safekeeper, startQuorum, TIMELINE, type QuorumSetup } from './harness.js';
+import { quorumArgs, Safekeeper, startQuorum, startSynchronousQuorum, TIMELINE, type QuorumSetup } from './harness.js';
 
 t.test('usage errors exit 2 with one line; --help', async (t) => {
   const r = await runCli(['sync-safekeepers', '--safekeepers', '127.0.0.1:1', '--tenant', 'x', '--timeline', TIMELINE]);
@@ -49,10 +49,7 @@ t.test('an empty timeline prints 0/0', async (t) => {
 });
 
 t.test('after a proposer ran: the VCL, every commit position at it, and the proposer fenced', async (t) => {
-  const q = await startQuorum(t);
-  q.proposer.start();
-  await q.proposer.waitLog('a quorum holds WAL of this term: commits flow');
-  await makeSynchronous(q.primary);
+  const q = await startSynchronousQuorum(t);
   await q.primary.sql('create table s (i int); insert into s select generate_series(1, 1000)');
   const r = await sync(q);
   t.equal(r.code, 0, r.stderr);
@@ -69,10 +66,7 @@ t.test('after a proposer ran: the VCL, every commit position at it, and the prop
 });
 
 t.test('one safekeeper down works; two down fail with one line', async (t) => {
-  const q = await startQuorum(t);
-  q.proposer.start();
-  await q.proposer.waitLog('a quorum holds WAL of this term: commits flow');
-  await makeSynchronous(q.primary);
+  const q = await startSynchronousQuorum(t);
   await q.primary.sql('create table s (i int); insert into s values (1)');
   await q.proposer.stop();
   await q.safekeepers[2].kill9();
@@ -91,10 +85,7 @@ t.test('one safekeeper down works; two down fail with one line', async (t) => {
 });
 
 t.test('a lagging safekeeper is recovered to the VCL', async (t) => {
-  const q = await startQuorum(t);
-  q.proposer.start();
-  await q.proposer.waitLog('a quorum holds WAL of this term: commits flow');
-  await makeSynchronous(q.primary);
+  const q = await startSynchronousQuorum(t);
   await q.primary.sql('create table s (i int)');
   await q.safekeepers[2].kill9();
   // WAL the third safekeeper misses: a few segments' worth.
