@@ -96,6 +96,8 @@ export class AcceptorSession {
   private granted: RequestVote | null = null;
   /** End of the WAL this session has written; null before its first WAL request. */
   private position: Lsn | null = null;
+  /** The PostgreSQL timeline this session greeted from (0: anonymously). */
+  private pgTimeline = 0;
 
   constructor(private readonly core: Core) {}
 
@@ -147,6 +149,7 @@ export class AcceptorSession {
       state.restartLsn = minLsn(state.restartLsn, switchLsn);
     }
     core.state.server = { ...copyServerInfo(info), nodeId: old.nodeId };
+    this.pgTimeline = info.timeline;
     // system_id / wal_seg_size / ids must survive a crash, or a different database could write here next.
     if (identityChanged) core.persist();
     this.phaseNow = 'greeted';
@@ -235,6 +238,13 @@ export class AcceptorSession {
     }
     if (compareNodeId(req.senderId, vote.nodeId) !== 0) {
       throw new AcceptorError('wrong-sender', `sender_id ${formatNodeId(req.senderId)} is not the voted node_id ${formatNodeId(vote.nodeId)}`);
+    }
+    if (this.pgTimeline !== 0 && state.server.timeline !== this.pgTimeline) {
+      // Another session moved the WAL to a new PostgreSQL timeline: this proposer's primary is the old one.
+      throw new AcceptorError(
+        'pg-timeline-mismatch',
+        `this session's primary is on PostgreSQL timeline ${this.pgTimeline}, but the timeline moved to PostgreSQL timeline ${state.server.timeline}`,
+      );
     }
     checkRequestShape(req);
     if (!isValidWalSegSize(state.server.walSegSize) && req.endLsn !== req.beginLsn) {

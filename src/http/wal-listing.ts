@@ -7,6 +7,7 @@ import { segmentOffset, segmentStart, XLOG_BLCKSZ, type Lsn } from '../lsn.js';
 import { stopReasonName, WasmWalScanner, type WalRecordInfo } from '../hot/xlog.js';
 import { driveScan } from '../wal/scan.js';
 import { openWalDir } from '../wal/segments.js';
+import type { TimelineAncestry } from '../wal/timeline-files.js';
 
 /** Page header sizes (PostgreSQL's SizeOfXLogShortPHD / SizeOfXLogLongPHD). */
 const SHORT_PHD = 24;
@@ -29,8 +30,8 @@ export function recordEnd(lsn: Lsn, totLen: number, walSegSize: number): Lsn {
 
 export interface ListOptions {
   walSegSize: number;
-  /** PostgreSQL timeline of the segment files. */
-  timeline: number;
+  /** The PostgreSQL timeline and its ancestors: which file holds each segment. */
+  ancestry: TimelineAncestry;
   /** First LSN of interest; default the start of the lowest local segment. */
   from?: Lsn;
   limit: number;
@@ -63,7 +64,7 @@ export class WalNotLocalError extends Error {
 const BATCH = 1024;
 
 export async function listRecords(dir: string, opts: ListOptions): Promise<ListResult> {
-  const set = await openWalDir(dir, { walSegSize: opts.walSegSize, timeline: opts.timeline });
+  const set = await openWalDir(dir, { walSegSize: opts.walSegSize, ancestry: opts.ancestry });
   const first = segmentStart(set.lowestSegno, set.walSegSize);
   const from = opts.from ?? first;
   if (from < first) throw new WalNotLocalError(from, first);

@@ -14,7 +14,8 @@ import { formatLsn, type Lsn } from '../lsn.js';
 import { RECOVERY_APPLICATION_NAME } from '../pq/streaming.js';
 import { parseReplicationCommand, type GenericOption, type ReplicationCommand } from './commands.js';
 import type { QueryOutcome, ReplicationConnection } from './connection.js';
-import { historyFileName, HistoryParseError, parseHistory, timelineSwitchPoint } from '../wal/history.js';
+import { historyFileName, HistoryParseError, parseHistory } from '../wal/history.js';
+import { TimelineAncestry } from '../wal/timeline-files.js';
 import {
   commandComplete,
   copyBothResponse,
@@ -226,7 +227,7 @@ async function startReplication(
         }
       }
     }
-    historic = history ? timelineSwitchPoint(tli, current, history) : null;
+    historic = history ? new TimelineAncestry(current, history).fork(tli) : null;
     if (!historic) throw new PgError({ code: SqlState.INTERNAL_ERROR, message: `requested timeline ${tli} is not in this server's history` });
     if (historic.switchpoint < start) {
       throw new PgError({ code: SqlState.INTERNAL_ERROR, message: `requested starting point ${formatLsn(start)} on timeline ${tli} is not in this server's history`, detail: `This server's history forked from timeline ${tli} at ${formatLsn(historic.switchpoint)}.` });

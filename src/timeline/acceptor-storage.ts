@@ -10,7 +10,7 @@ import type { SafeKeeperInfo } from '../protocol/types.js';
 import { ControlFile } from '../storage/control.js';
 import { mkdirDurableSync } from '../storage/fsutil.js';
 import { completePassedSegments, syncLeftoverWal, WalSegments } from '../storage/segments.js';
-import { readHistoryFile, storeHistoryFile } from '../storage/history-files.js';
+import { readHistoryFile, removeHistoryTempFiles, storeHistoryFile } from '../storage/history-files.js';
 import { copySegmentPrefix } from '../storage/timeline-switch.js';
 import { parseHistory, type HistoryEntry } from '../wal/history.js';
 import { TimelineAncestry } from '../wal/timeline-files.js';
@@ -205,6 +205,11 @@ export class TimelineStorage implements AcceptorStorage {
     const state = this.persisted;
     if (this.opts.noSync || !this.onDisk || !state || !isValidWalSegSize(state.server.walSegSize)) return;
     syncLeftoverWal(this.opts.dir, state.server.walSegSize);
+  }
+
+  /** Load-time: remove what a history file write interrupted by a crash left. */
+  removeHistoryTempFiles(): void {
+    if (this.onDisk) removeHistoryTempFiles(this.opts.dir, { noSync: this.opts.noSync });
   }
 
   /** Load-time: complete names for `.partial` segments the WAL (ending at `walEnd`) has wholly passed. */

@@ -263,6 +263,7 @@ export class Timeline {
   /** Load-time preparation: make the WAL a previous process left durable, then find its end. */
   async load(): Promise<Lsn> {
     this.storage.syncLeftoverWal();
+    this.storage.removeHistoryTempFiles();
     const end = await this.scanWalEnd();
     const completed = this.storage.completePassedSegments(end);
     if (completed.length > 0) this.log.info({ segments: completed }, 'segments the WAL has passed were still named .partial; renamed to complete');

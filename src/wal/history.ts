@@ -36,20 +36,6 @@ export function parseHistory(content: Uint8Array | string): HistoryEntry[] {
 }
 
 /**
- * Where timeline `tli` ends in the history of `current`, and which timeline
- * follows it. Null when `tli` is not an ancestor of `current`.
- */
-export function timelineSwitchPoint(tli: number, current: number, history: HistoryEntry[]): { switchpoint: Lsn; nextTli: number } | null {
-  for (let i = 0; i < history.length; i++) {
-    if (history[i].timeline === tli) {
-      const nextTli = i + 1 < history.length ? history[i + 1].timeline : current;
-      return { switchpoint: history[i].switchpoint, nextTli };
-    }
-  }
-  return null;
-}
-
-/**
  * Check a history file given for timeline `tli` (PUT_TIMELINE_HISTORY):
  * parseable, `tli` at least 2, every listed timeline below `tli`. Returns
  * the entries; throws HistoryParseError naming the problem.

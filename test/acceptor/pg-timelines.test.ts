@@ -116,6 +116,22 @@ t.test('a greeting from a descendant timeline moves: truncate at X, caps, persis
   t.end();
 });
 
+t.test("a session still streaming from the old timeline gets nothing more acknowledged after a move", (t) => {
+  const st = onTimeline1();
+  const acc = new Acceptor(st);
+  const old = acc.newSession();
+  old.greet(server(), 0x3000100n);
+  t.ok(old.vote({ nodeId: id(5n), vcl: 0x3000100n, epoch: 5n }).granted);
+  acc.newSession().greet(server({ timeline: 2 }), 0x3000100n);
+  st.take();
+  t.throws(() => old.append({ senderId: id(5n), beginLsn: SWITCH, endLsn: SWITCH + 0x10n, commitLsn: 0n, restartLsn: 0n, wal: new Uint8Array(0x10) }), {
+    code: 'pg-timeline-mismatch',
+    message: /primary is on PostgreSQL timeline 1, but the timeline moved to PostgreSQL timeline 2/,
+  });
+  t.same(st.take(), [], 'nothing written');
+  t.end();
+});
+
 t.test('a move with WAL ending before the switch point keeps flush_lsn', (t) => {
   const st = onTimeline1();
   const info = new Acceptor(st).newSession().greet(server({ timeline: 2 }), 0x3000010n);

@@ -5,7 +5,7 @@
 // after a restart reads across the switch; a later truncation removes the
 // later segments of every timeline; a refused greeting changes nothing.
 import t from 'tap';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { silentLogger } from '../../src/log.js';
 import { formatLsn, segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../../src/lsn.js';
@@ -95,8 +95,10 @@ t.test('move, restart scan, and truncation across the switch', async (t) => {
 
   // A restart: the end-of-WAL scan reads timeline 1's segments, then timeline 2's.
   await tl.close();
+  writeFileSync(join(dir, '00000003.history.tmp'), 'a history write a crash interrupted');
   const again = new Timeline({ root, key: KEY, noSync: true, log: silentLogger() });
   t.equal(await again.load(), next.end, 'end of WAL found across the switch');
+  t.notOk(existsSync(join(dir, '00000003.history.tmp')), 'the leftover of an interrupted history write is removed at load');
   t.equal(again.acceptor.state.server.timeline, 2);
   t.same(files(dir), [name(1, 1n), name(1, 2n), name(1, 3n) + '.partial', name(2, 3n), name(2, 4n) + '.partial'], 'load renames nothing of the parent');
 

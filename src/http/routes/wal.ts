@@ -95,7 +95,7 @@ export async function walRoutes(app: FastifyInstance, opts: { node: NodeAdmin })
       if (!server || !isValidWalSegSize(server.walSegSize) || !tl.onDisk) return empty('no-wal');
       let r;
       try {
-        r = await listRecords(tl.dir, { walSegSize: server.walSegSize, timeline: server.timeline || 1, from, limit, until: flush });
+        r = await listRecords(tl.dir, { walSegSize: server.walSegSize, ancestry: tl.ancestry, from, limit, until: flush });
       } catch (err) {
         if (err instanceof WalNotLocalError) {
           throw badRequest(`invalid query parameter from "${req.query.from}": WAL before ${formatLsn(err.firstLsn)} is not on this safekeeper's disk`);
