@@ -2,7 +2,8 @@
 // TIMELINE_HISTORY over a replication connection (from the primary, or from
 // a safekeeper), handed to safekeepers with PUT_TIMELINE_HISTORY on a push
 // connection before the greeting that moves them (docs/protocol.md §7.10).
-import { parseHistory, timelineSwitchPoint, type HistoryEntry } from '../wal/history.js';
+import { parseHistory, type HistoryEntry } from '../wal/history.js';
+import { TimelineAncestry } from '../wal/timeline-files.js';
 import type { Lsn } from '../lsn.js';
 import type { PgClient } from './pg-client.js';
 
@@ -29,5 +30,5 @@ export function putTimelineHistoryQuery(tli: number, content: string): string {
 
 /** Where timeline `ancestor` ended in `history`'s ancestry; null when it is not an ancestor. */
 export function forkPoint(history: TimelineHistory, ancestor: number): Lsn | null {
-  return timelineSwitchPoint(ancestor, history.timeline, history.entries)?.switchpoint ?? null;
+  return new TimelineAncestry(history.timeline, history.entries).fork(ancestor)?.switchpoint ?? null;
 }
