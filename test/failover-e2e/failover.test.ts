@@ -18,6 +18,7 @@ import t, { type Test } from 'tap';
 import pg from 'pg';
 import { formatLsn, segmentOffset, segmentStart } from '../../src/lsn.js';
 import { historyFileName } from '../../src/wal/history.js';
+import { TimelineAncestry } from '../../src/wal/timeline-files.js';
 import { runPg, type PgCluster } from '../helpers/pg.js';
 import { sleep, waitFor, xorshift32 } from '../helpers/support.js';
 import { APP, makeSynchronous, proposerFor, readWal, safekeeperConninfo, startStandbyIn } from '../proposer-e2e/harness.js';
@@ -90,33 +91,33 @@ t.test('failover without losing an acknowledged commit, twice; the old primary f
   const sameWal = async (t: Test): Promise<void> => {
     const commit = await settledCommit(rig);
     const from = firstSegmentStart(rig.primary.walDir, rig.startLsn);
-    const theirs = walBytes(rig.primary.walDir, from, commit, rig.timelines);
-    const files = rig.timelines.map((tl) => `timeline ${tl.tli} from ${formatLsn(tl.start)}`).join(', ');
+    const theirs = walBytes(rig.primary.walDir, from, commit, rig.ancestry);
+    const files = rig.ancestry.spans.map((tl) => `timeline ${tl.timeline} from ${formatLsn(tl.start)}`).join(', ');
     for (const sk of sks) {
-      t.ok(sk.wal(from, theirs.length, SEG, rig.timelines).equals(theirs), `${sk.address}: ${formatLsn(from)}..${formatLsn(commit)} identical to the primary's pg_wal (${files})`);
+      t.ok(sk.wal(from, theirs.length, SEG, rig.ancestry).equals(theirs), `${sk.address}: ${formatLsn(from)}..${formatLsn(commit)} identical to the primary's pg_wal (${files})`);
     }
 
     const recv = rig.receiverDir;
-    for (const { tli } of rig.timelines.slice(1)) {
+    for (const { timeline: tli } of rig.ancestry.spans.slice(1)) {
       await waitFor(`pg_receivewal to fetch ${historyFileName(tli)}`, () => historyText(recv, tli), (h) => h !== null, 30_000);
       t.equal(historyText(recv, tli), historyText(rig.primary.walDir, tli), `pg_receivewal's ${historyFileName(tli)} is the primary's`);
     }
     const recvFrom = firstSegmentStart(recv, rig.startLsn);
-    const want = walBytes(rig.primary.walDir, recvFrom, commit, rig.timelines);
-    await waitFor('pg_receivewal to reach the commit position', () => walBytes(recv, recvFrom, commit, rig.timelines).equals(want), (ok) => ok, 30_000, 200);
+    const want = walBytes(rig.primary.walDir, recvFrom, commit, rig.ancestry);
+    await waitFor('pg_receivewal to reach the commit position', () => walBytes(recv, recvFrom, commit, rig.ancestry).equals(want), (ok) => ok, 30_000, 200);
     t.pass(`pg_receivewal holds ${formatLsn(recvFrom)}..${formatLsn(commit)} byte-identical, across the switch`);
     const { compared, differing } = compareReceived(recv, rig.primary.walDir);
     t.same(differing, [], `its ${compared} complete segment files are identical to the primary's files of the same name`);
-    const last = rig.timelines.at(-1)!;
-    const parent = rig.timelines.at(-2)!;
+    const last = rig.ancestry.spans.at(-1)!;
+    const parent = rig.ancestry.spans.at(-2)!;
     if (segmentOffset(last.start, SEG) !== 0) {
       const seg = segOf(last.start);
-      const partial = segmentPath(recv, parent.tli, seg);
-      t.ok(partial?.endsWith('.partial'), `timeline ${parent.tli}'s switch segment stays .partial in pg_receivewal's directory`);
+      const partial = segmentPath(recv, parent.timeline, seg);
+      t.ok(partial?.endsWith('.partial'), `timeline ${parent.timeline}'s switch segment stays .partial in pg_receivewal's directory`);
       const upTo = Number(last.start - segmentStart(seg, SEG));
       const start = segmentStart(seg, SEG);
-      const parentTl = [{ tli: parent.tli, start: 0n }];
-      t.ok(readWal(recv, start, upTo, SEG, parentTl).equals(readWal(rig.primary.walDir, start, upTo, SEG, parentTl)), `and holds timeline ${parent.tli} up to the switch point`);
+      const parentTl = new TimelineAncestry(parent.timeline);
+      t.ok(readWal(recv, start, upTo, SEG, parentTl).equals(readWal(rig.primary.walDir, start, upTo, SEG, parentTl)), `and holds timeline ${parent.timeline} up to the switch point`);
     }
   };
 

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import { parseLsn, parseSegmentFileName, segmentFileName, segmentNumber, segmentStart, type Lsn } from '../../src/lsn.js';
 import { historyFileName, parseHistory } from '../../src/wal/history.js';
+import { TimelineAncestry } from '../../src/wal/timeline-files.js';
 import { runCli } from '../daemon/helpers.js';
 import { pgTempDir, spawnPg, type Background, type PgCluster } from '../helpers/pg.js';
 import { waitFor } from '../helpers/support.js';
@@ -24,7 +25,6 @@ import {
   Workload,
   type ProposerProc,
   type Safekeeper,
-  type TimelineStart,
 } from '../proposer-e2e/harness.js';
 
 export const SEG = 1 << 20;
@@ -43,8 +43,8 @@ export interface Rig {
   work: Workload;
   /** Where the safekeepers' WAL starts. */
   startLsn: Lsn;
-  /** The PostgreSQL timelines so far and where each starts. */
-  timelines: TimelineStart[];
+  /** The PostgreSQL timelines so far and where each starts (from the newest one's history file). */
+  ancestry: TimelineAncestry;
 }
 
 /**
@@ -67,7 +67,7 @@ export async function startRig(t: Test, clients: number): Promise<Rig> {
   t.teardown(() => rmSync(receiverDir, { recursive: true, force: true }));
   const receiver = spawnPg(t, 'pg_receivewal', ['-d', safekeeperConninfo(safekeepers[2], 'wk_receivewal'), '-D', receiverDir, '--no-sync', '-s', '1', '-v']);
   const work = await Workload.start(primary, clients);
-  return { t, safekeepers, primary, proposer, standbys, receiver, receiverDir, work, startLsn: parseLsn(String(fresh.startLsn)), timelines: [{ tli: 1, start: 0n }] };
+  return { t, safekeepers, primary, proposer, standbys, receiver, receiverDir, work, startLsn: parseLsn(String(fresh.startLsn)), ancestry: new TimelineAncestry(1) };
 }
 
 /** pgbench for `seconds` (no-vacuum, simple-update); its exit status is not checked (the primary may crash under it). */
@@ -141,7 +141,7 @@ export async function failover(rig: Rig, standby: PgCluster): Promise<Failover> 
   const tli = await writingTimeline(standby);
   const history = parseHistory(historyText(standby.walDir, tli) ?? '');
   const switchLsn = history.at(-1)!.switchpoint;
-  rig.timelines.push({ tli, start: switchLsn });
+  rig.ancestry = new TimelineAncestry(tli, history);
   rig.standbys = rig.standbys.filter((s) => s !== standby);
   rig.primary = standby;
   rig.proposer = proposerFor(rig.t, standby, rig.safekeepers);
@@ -209,8 +209,8 @@ export function firstSegmentStart(walDir: string, from: Lsn): Lsn {
 }
 
 /** WAL [from, to) of a directory of segment files, each segment from the file of the timeline that holds it. */
-export function walBytes(dir: string, from: Lsn, to: Lsn, timelines: TimelineStart[]): Buffer {
-  return readWal(dir, from, Number(to - from), SEG, timelines);
+export function walBytes(dir: string, from: Lsn, to: Lsn, ancestry: TimelineAncestry): Buffer {
+  return readWal(dir, from, Number(to - from), SEG, ancestry);
 }
 
 /** The path of a segment file in `dir` (complete or .partial), or null. */

@@ -8,8 +8,9 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import pg from 'pg';
 import type { Test } from 'tap';
-import { formatLsn, parseLsn, segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../../src/lsn.js';
+import { formatLsn, parseLsn, segmentNumber, segmentOffset, type Lsn } from '../../src/lsn.js';
 import { PgClient } from '../../src/proposer/pg-client.js';
+import { TimelineAncestry } from '../../src/wal/timeline-files.js';
 import { status, type TimelineStatus } from '../archive/daemon-helpers.js';
 import { BIN, ROOT, startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daemon/helpers.js';
 import { sleep, waitFor } from '../helpers/support.js';
@@ -88,41 +89,25 @@ export class Safekeeper {
   }
 
   /** `length` bytes of stored WAL from `start` (.partial preferred; zeros where no file). */
-  wal(start: Lsn, length: number, segSize: number, timelines: TimelineStart[] = TIMELINE_1): Buffer {
-    return readWal(join(this.dataDir, TENANT, TIMELINE), start, length, segSize, timelines);
+  wal(start: Lsn, length: number, segSize: number, ancestry = FIRST_TIMELINE): Buffer {
+    return readWal(join(this.dataDir, TENANT, TIMELINE), start, length, segSize, ancestry);
   }
 }
 
-/** A PostgreSQL timeline and where it starts (its parent's switch point; 0 for timeline 1). */
-export interface TimelineStart {
-  tli: number;
-  start: Lsn;
-}
-
-export const TIMELINE_1: TimelineStart[] = [{ tli: 1, start: 0n }];
-
-/**
- * The timeline whose file holds segment `segno`: the newest one whose start
- * segment is at or below it (PostgreSQL's and pg_receivewal's file naming).
- */
-export function timelineOfSegment(segno: bigint, timelines: TimelineStart[], segSize: number): number {
-  let tli = timelines[0].tli;
-  for (const t of timelines) if (segmentNumber(t.start, segSize) <= segno && t.tli > tli) tli = t.tli;
-  return tli;
-}
+const FIRST_TIMELINE = new TimelineAncestry(1);
 
 /**
  * WAL bytes [start, start+length) out of a directory of segment files, each
- * segment from the file of the timeline that holds it (timeline 1 unless
- * `timelines` says otherwise); .partial preferred, zeros where no file.
+ * segment from the file of the PostgreSQL timeline that holds it in
+ * `ancestry` (timeline 1 by default); .partial preferred, zeros where no file.
  */
-export function readWal(dir: string, start: Lsn, length: number, segSize: number, timelines: TimelineStart[] = TIMELINE_1): Buffer {
+export function readWal(dir: string, start: Lsn, length: number, segSize: number, ancestry = FIRST_TIMELINE): Buffer {
   const out = Buffer.alloc(length);
   let pos = 0;
   while (pos < length) {
     const lsn = start + BigInt(pos);
     const segno = segmentNumber(lsn, segSize);
-    const name = segmentFileName(timelineOfSegment(segno, timelines, segSize), segno, segSize);
+    const name = ancestry.fileName(segno, segSize);
     const off = segmentOffset(lsn, segSize);
     const n = Math.min(segSize - off, length - pos);
     const path = existsSync(join(dir, name + '.partial')) ? join(dir, name + '.partial') : join(dir, name);
