@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import type { AcceptorStorage } from '../acceptor/storage.js';
 import type { Logger } from '../log.js';
-import { formatLsn, isValidWalSegSize, segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../lsn.js';
+import { formatLsn, isValidWalSegSize, segmentNumber, segmentOffset, type Lsn } from '../lsn.js';
 import type { SafeKeeperInfo } from '../protocol/types.js';
 import { ControlFile } from '../storage/control.js';
 import { mkdirDurableSync } from '../storage/fsutil.js';
@@ -163,7 +163,8 @@ export class TimelineStorage implements AcceptorStorage {
     if (offset === 0 || !this.onDisk) return;
     const segno = segmentNumber(switchLsn, segSize);
     const from = this.ancestry().fileName(segno, segSize);
-    const to = segmentFileName(tli, segno, segSize);
+    // Usually `tli` itself; an intermediate timeline's when the move skips one (1 → 3 through 2).
+    const to = new TimelineAncestry(tli, this.timelineHistory(tli) ?? []).fileName(segno, segSize);
     try {
       copySegmentPrefix(this.opts.dir, segSize, from, to, offset, { noSync: this.opts.noSync });
     } catch (err) {

@@ -117,3 +117,32 @@ t.test('move, restart scan, and truncation across the switch', async (t) => {
   t.same(files(dir), [name(1, 1n), name(1, 2n) + '.partial'], 'segment 2 cut back to .partial, 3 and 4 of every timeline removed');
   await again.close();
 });
+
+t.test('a move that skips a timeline (1 → 3 through 2) writes each segment into the file its timeline owns', async (t) => {
+  const root = tempDir(t, 'wk-move2-');
+  const old = wal(1, 500);
+  const b = new WalBuilder({ segSize: SEG, start: BigInt(SEG) });
+  b.fill(Math.floor(2.4 * SEG), 300);
+  const X = b.end;
+  b.tli = 2;
+  b.fill(Math.floor(3.5 * SEG), 410);
+  const Y = b.end;
+  b.tli = 3;
+  b.fill(Math.floor(4.3 * SEG), 620);
+  const next = { bytes: b.bytes(Number(b.end - b.start)), start: b.start, end: b.end };
+  t.equal(X, old.switchLsn);
+  t.same([segmentNumber(X, SEG), segmentNumber(Y, SEG)], [3n, 4n]);
+
+  const tl = new Timeline({ root, key: KEY, noSync: true, log: silentLogger() });
+  await tl.load();
+  await push(tl, 1, 1n, old, old.start, old.end);
+  tl.putHistory(3, Buffer.from(`1\t${formatLsn(X)}\tno recovery target specified\n2\t${formatLsn(Y)}\tno recovery target specified\n`));
+  t.equal(await push(tl, 3, 2n, next, X, next.end), X);
+  t.same(files(tl.dir), [name(1, 1n), name(1, 2n), name(1, 3n) + '.partial', name(2, 3n), name(3, 4n), name(3, 5n) + '.partial']);
+  const cut = segmentOffset(X, SEG);
+  t.ok(readFileSync(join(tl.dir, name(2, 3n))).subarray(0, cut).equals(readFileSync(join(tl.dir, name(1, 3n) + '.partial')).subarray(0, cut)), "timeline 2's segment starts with timeline 1's bytes");
+  await tl.close();
+  const again = new Timeline({ root, key: KEY, noSync: true, log: silentLogger() });
+  t.equal(await again.load(), next.end, 'end of WAL found across both switches');
+  await again.close();
+});
