@@ -49,7 +49,7 @@ export interface ElectionRequest<M extends ElectionMember> {
 
 export interface Voter<M> {
   member: M;
-  /** Greeted after the vote: the session to stream on. */
+  /** Greeted after the vote; its SafeKeeperInfo is the stable state. The caller closes it (voters join afresh). */
   session: Greeted;
 }
 

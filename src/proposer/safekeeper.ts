@@ -137,24 +137,22 @@ export class SafekeeperLink implements ElectionMember {
   }
 
   /**
-   * Start (or keep) the link's session loop in `leader`'s term. `adopt` is a
-   * session already greeted after the vote (the election's second round).
+   * Start (or keep) the link's session loop in `leader`'s term. Every
+   * session greets with the term's real identity (the election's were
+   * anonymous) and joins.
    */
-  start(leader: LeaderView, adopt?: Greeted): void {
-    if (this.loopRunning || this.stopped) {
-      adopt?.client.close();
-      return;
-    }
+  start(leader: LeaderView): void {
+    if (this.loopRunning || this.stopped) return;
     this.leader = leader;
     this.loopRunning = true;
-    void this.loop(adopt);
+    void this.loop();
   }
 
-  private async loop(adopt?: Greeted): Promise<void> {
+  private async loop(): Promise<void> {
     try {
       while (!this.stopped) {
         try {
-          await this.session(adopt);
+          await this.session();
         } catch (err) {
           if (err instanceof LostLeadershipError) {
             this.events.fatal(err);
@@ -164,7 +162,6 @@ export class SafekeeperLink implements ElectionMember {
           this.failures++;
           this.problem(err, this.state === 'streaming' ? 'WAL push session ended' : 'cannot join');
         } finally {
-          adopt = undefined;
           this.teardown();
         }
         if (this.stopped) return;
@@ -182,14 +179,10 @@ export class SafekeeperLink implements ElectionMember {
   }
 
   /** One WAL push session: join with the leader's term and VCL, then stream until it breaks. */
-  private async session(adopt?: Greeted): Promise<void> {
+  private async session(): Promise<void> {
     const leader = this.leader!;
-    let session = adopt;
-    if (!session) {
-      this.setState('connecting');
-      session = await this.greet(leader.serverInfo(), leader.history ?? undefined);
-    }
-    const { client, info } = session;
+    this.setState('connecting');
+    const { client, info } = await this.greet(leader.serverInfo(), leader.history ?? undefined);
     this.client = client;
     this.setState('joining');
     const ended = new Promise<never>((_, reject) => {

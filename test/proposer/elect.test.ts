@@ -80,7 +80,7 @@ t.test('a won election: term above the highest seen, VCL and donor from the most
   t.equal(out.vcl, 300n);
   t.equal(out.commit, 300n, 'the highest known commit position, capped at the VCL');
   t.same(out.voters.map((v) => v.member.name).sort(), ['a', 'b', 'c']);
-  t.equal(a.closed + b.closed + c.closed, 0, 'the voters\' sessions stay open for streaming');
+  t.equal(a.closed + b.closed + c.closed, 0, 'the voters\' sessions are left to the caller');
 });
 
 t.test('every voter empty: VCL 0 (the caller picks where WAL starts)', async (t) => {
