@@ -40,6 +40,11 @@ export interface ElectionRequest<M extends ElectionMember> {
   /** After a majority answered, wait this long for the rest. */
   graceMs: number;
   log: Logger;
+  /**
+   * Called with the first round's greetings before the vote: throwing
+   * refuses the election without taking a term from anyone.
+   */
+  admit?(greeted: readonly { member: M; info: SafeKeeperInfo }[]): Promise<void>;
 }
 
 export interface Voter<M> {
@@ -153,6 +158,14 @@ export async function elect<M extends ElectionMember>(req: ElectionRequest<M>): 
   if (round1.length < quorum) {
     closeAll(round1);
     return { won: false, highestSeen: req.highestSeen, reason: `${round1.length} of ${members.length} safekeepers answered, ${quorum} needed` };
+  }
+  if (req.admit) {
+    try {
+      await req.admit(round1.map((s) => ({ member: s.member, info: s.value.info })));
+    } catch (err) {
+      closeAll(round1);
+      throw err;
+    }
   }
   let highestSeen = req.highestSeen;
   for (const s of round1) {

@@ -40,7 +40,7 @@ import type { ConnTarget } from './connstr.js';
 import { elect, type ElectionWon } from './elect.js';
 import { LostLeadershipError, ProposerFatalError, Stopped, TimelineSwitchError } from './errors.js';
 import { anonymousGreeting, Leader, type SystemIdentity } from './leader.js';
-import { planJoin, type JoinPlan } from './timeline-join.js';
+import { planJoin, refuseStale, type JoinPlan } from './timeline-join.js';
 import type { SafekeeperAccess } from './catch-up.js';
 import { PrimaryStream } from './primary-stream.js';
 import type { LinkEvents } from './link-contract.js';
@@ -311,6 +311,7 @@ export class QuorumProposer implements LinkEvents {
         greeting: (nodeId) => anonymousGreeting(system.tenantId, system.timelineId, nodeId),
         graceMs: this.opts.electionGraceMs ?? 300,
         log: this.log,
+        admit: (greeted) => refuseStale(greeted, this.primary.identity!, this.access),
       });
       this.term = outcome.highestSeen;
       if (outcome.won) return outcome;

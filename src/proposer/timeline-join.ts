@@ -14,6 +14,7 @@ import type { ElectionWon } from './elect.js';
 import { ProposerFatalError } from './errors.js';
 import { storedIdentity } from './leader.js';
 import type { PrimaryConnection, PrimaryIdentity } from './primary.js';
+import type { SafeKeeperInfo } from '../protocol/types.js';
 import type { SafekeeperLink } from './safekeeper.js';
 import { forkPoint, readTimelineHistory, type TimelineHistory } from './timeline-history.js';
 
@@ -75,35 +76,57 @@ export interface JoinCheck {
   access: SafekeeperAccess;
 }
 
+/** A safekeeper's greeting, as the join checks read it. */
+export interface GreetedMember {
+  member: SafekeeperLink;
+  info: SafeKeeperInfo;
+}
+
+/**
+ * The refusals that need no vote: another database system, or a primary on
+ * an older PostgreSQL timeline than a safekeeper holds (an old primary). A
+ * stored system id never changes and a stored timeline only grows, so any
+ * greeting tells — and checking before the vote keeps an old primary's
+ * proposer from taking the term of the proposer that runs. The message names
+ * the switch point when a safekeeper serves the history.
+ */
+export async function refuseStale(greeted: readonly GreetedMember[], primary: PrimaryIdentity, access: SafekeeperAccess): Promise<void> {
+  const n = primary.timeline;
+  let newest: { member: SafekeeperLink; timeline: number } | null = null;
+  for (const g of greeted) {
+    const s = storedIdentity(g.info.server);
+    if (!s) continue;
+    if (s.systemId !== primary.systemId) {
+      throw new ProposerFatalError(`the safekeepers hold WAL of database system ${s.systemId}, the primary is system ${primary.systemId}`);
+    }
+    if (!newest || s.timeline > newest.timeline) newest = { member: g.member, timeline: s.timeline };
+  }
+  if (!newest || newest.timeline <= n) return;
+  const p = newest.timeline;
+  let how = '';
+  try {
+    const client = await connectRecovery(newest.member.address, access);
+    try {
+      const x = forkPoint(await readTimelineHistory(client, p), n);
+      how = x === null ? `, which does not descend from timeline ${n}` : `, which forked from timeline ${n} at ${formatLsn(x)}`;
+    } finally {
+      client.close();
+    }
+  } catch {
+    // The switch point is a detail of the message; the refusal stands without it.
+  }
+  throw new ProposerFatalError(`the primary is on PostgreSQL timeline ${n}, but the safekeepers hold WAL of PostgreSQL timeline ${p}${how}: is this an old primary? (refusing to join)`);
+}
+
 /** Decide how the voters join, or refuse (ProposerFatalError, one line). */
 export async function planJoin({ won, primary, conn, access }: JoinCheck): Promise<JoinPlan> {
   const n = primary.timeline;
   const history = n >= 2 ? await readTimelineHistory(conn.client, n) : null;
-  const stored = won.voters.map((v) => storedIdentity(v.session.info.server)).filter((s) => s !== null);
-  for (const s of stored) {
-    if (s.systemId !== primary.systemId) {
-      throw new ProposerFatalError(`the safekeepers hold WAL of database system ${s.systemId}, the primary is system ${primary.systemId}`);
-    }
-  }
+  await refuseStale(won.voters.map((v) => ({ member: v.member, info: v.session.info })), primary, access);
   const donorInfo = won.voters.find((v) => v.member === won.donor)!.session.info;
   const p = donorInfo.server.timeline;
   let { vcl, commit } = won;
   if (vcl === 0n || p === 0 || p === n) return { vcl, commit, history };
-  if (p > n) {
-    let how = '';
-    try {
-      const client = await connectRecovery(won.donor.address, access);
-      try {
-        const x = forkPoint(await readTimelineHistory(client, p), n);
-        how = x === null ? `, which does not descend from timeline ${n}` : `, which forked from timeline ${n} at ${formatLsn(x)}`;
-      } finally {
-        client.close();
-      }
-    } catch {
-      // The switch point is a detail of the message; the refusal stands without it.
-    }
-    throw new ProposerFatalError(`the primary is on PostgreSQL timeline ${n}, but the safekeepers hold WAL of PostgreSQL timeline ${p}${how}: is this an old primary? (refusing to join)`);
-  }
   const x = forkPoint(history!, p);
   if (x === null) {
     throw new ProposerFatalError(`the primary is on PostgreSQL timeline ${n}, which does not descend from timeline ${p} that the safekeepers hold WAL of (refusing to join)`);

@@ -105,7 +105,7 @@ t.test('kill -9 during uploads and removal: backup_lsn, the archive and local fi
       const n = Number(commit - localStart);
       t.ok(n > 0 && sk.wal(localStart, n, SEG).equals(readWal(primary.walDir, localStart, n, SEG)), `${sk.address}: WAL ${st.local_start_lsn}..${formatLsn(commit)} identical to the primary's`);
     }
-    const acked = [...work.acked];
+    const acked = [...work.acked.keys()];
     const present = new Set((await primary.sql('select id from acked')).split('\n').filter(Boolean).map(Number));
     const missing = acked.filter((id) => !present.has(id));
     t.same(missing.slice(0, 20), [], `all ${acked.length} acknowledged ids are on the primary`);

@@ -1,10 +1,10 @@
 // Real PostgreSQL 15 clusters for tests: created in a temp dir, run as the
 // `postgres` system user (the server refuses root), on a free loopback port,
 // and stopped by PID when the test ends, also when it fails.
-import type { ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { chownToPg, freePort, pgTempDir, runPgOk, startPostgres } from '../../support/pg-proc.js';
+import { chownToPg, freePort, pgBin, pgSpawnOptions, pgTempDir, runPgOk, startPostgres, type RunResult } from '../../support/pg-proc.js';
 
 // The process helpers are shared with the benchmarks; re-exported so a test needs one import for PostgreSQL.
 export { chownToPg, freePort, pgBin, pgSpawnOptions, pgTempDir, runPg, runPgOk, type RunResult } from '../../support/pg-proc.js';
@@ -72,6 +72,27 @@ export class PgCluster {
     clearTimeout(timer);
   }
 
+  /**
+   * A crash, as when the host dies: SIGKILL to the postmaster and every
+   * process it started, at once, so none of them writes or answers after it.
+   * Waits until all are gone (a restart needs the shared memory released).
+   */
+  async kill9(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const pids = [this.pid, ...childPids(this.pid)];
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    await this.exited;
+    const deadline = Date.now() + 30_000;
+    while (pids.some((pid) => existsSync(`/proc/${pid}`)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
   /** Run SQL through psql; returns unaligned, tuples-only output. */
   async sql(query: string, db = 'postgres'): Promise<string> {
     const out = await runPgOk('/usr/bin/psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-d', db, '-c', query]);
@@ -86,6 +107,46 @@ export class PgCluster {
     await this.stop();
     rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/** The processes whose parent is `pid` (from /proc). */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // Field 4 of /proc/PID/stat is the parent; the command name before it is in parentheses and may hold spaces.
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
+}
+
+/** A PostgreSQL tool running in the background (pg_receivewal, …). */
+export interface Background {
+  child: ChildProcess;
+  done: Promise<RunResult>;
+  stderr(): string;
+}
+
+/** Start a PostgreSQL tool as the PostgreSQL user without waiting for it; killed at teardown. */
+export function spawnPg(t: Teardownable, cmd: string, args: string[]): Background {
+  const child = spawn(pgBin(cmd), args, pgSpawnOptions({ stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const done = new Promise<RunResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout: out, stderr: err }));
+  });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return { child, done, stderr: () => err };
 }
 
 function confText(conf: Record<string, string | number>): string {

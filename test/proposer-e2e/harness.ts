@@ -8,9 +8,10 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import pg from 'pg';
 import type { Test } from 'tap';
-import { formatLsn, parseLsn, segmentFileName, segmentNumber, segmentOffset, type Lsn } from '../../src/lsn.js';
+import { formatLsn, parseLsn, segmentNumber, segmentOffset, type Lsn } from '../../src/lsn.js';
 import { PgClient } from '../../src/proposer/pg-client.js';
 import type { TlsClientSettings } from '../../src/proposer/tls-client.js';
+import { TimelineAncestry } from '../../src/wal/timeline-files.js';
 import { status, type TimelineStatus } from '../archive/daemon-helpers.js';
 import { BIN, ROOT, startDaemon, TENANT, TIMELINE, tempDir, type DaemonProc } from '../daemon/helpers.js';
 import { sleep, waitFor } from '../helpers/support.js';
@@ -94,18 +95,25 @@ export class Safekeeper {
   }
 
   /** `length` bytes of stored WAL from `start` (.partial preferred; zeros where no file). */
-  wal(start: Lsn, length: number, segSize: number): Buffer {
-    return readWal(join(this.dataDir, TENANT, TIMELINE), start, length, segSize);
+  wal(start: Lsn, length: number, segSize: number, ancestry = FIRST_TIMELINE): Buffer {
+    return readWal(join(this.dataDir, TENANT, TIMELINE), start, length, segSize, ancestry);
   }
 }
 
-/** WAL bytes [start, start+length) out of a directory of segment files (timeline 1). */
-export function readWal(dir: string, start: Lsn, length: number, segSize: number): Buffer {
+const FIRST_TIMELINE = new TimelineAncestry(1);
+
+/**
+ * WAL bytes [start, start+length) out of a directory of segment files, each
+ * segment from the file of the PostgreSQL timeline that holds it in
+ * `ancestry` (timeline 1 by default); .partial preferred, zeros where no file.
+ */
+export function readWal(dir: string, start: Lsn, length: number, segSize: number, ancestry = FIRST_TIMELINE): Buffer {
   const out = Buffer.alloc(length);
   let pos = 0;
   while (pos < length) {
     const lsn = start + BigInt(pos);
-    const name = segmentFileName(1, segmentNumber(lsn, segSize), segSize);
+    const segno = segmentNumber(lsn, segSize);
+    const name = ancestry.fileName(segno, segSize);
     const off = segmentOffset(lsn, segSize);
     const n = Math.min(segSize - off, length - pos);
     const path = existsSync(join(dir, name + '.partial')) ? join(dir, name + '.partial') : join(dir, name);
@@ -223,18 +231,13 @@ export async function startQuorum<S extends Safekeeper = Safekeeper>(t: Test, op
     safekeepers.push(sk);
   }
   await Promise.all(safekeepers.map((s) => s.start()));
-  const proposer = new ProposerProc(t, [
-    '--primary',
-    `host=127.0.0.1 port=${primary.port} user=postgres ${opts.primaryConnInfo ?? ''}`.trim(),
-    '--safekeepers',
-    safekeepers.map((s) => s.address).join(','),
-    '--tenant',
-    TENANT,
-    '--timeline',
-    TIMELINE,
-    ...(opts.proposerArgs ?? []),
-  ]);
+  const proposer = proposerFor(t, primary, safekeepers, opts.proposerArgs, opts.primaryConnInfo);
   return { primary, safekeepers, proposer, segSize, root };
+}
+
+/** `walkeeper propose` in front of `primary` (not started yet). */
+export function proposerFor(t: Test, primary: PgCluster, safekeepers: Safekeeper[], extra: string[] = [], primaryConnInfo = ''): ProposerProc {
+  return new ProposerProc(t, ['--primary', `host=127.0.0.1 port=${primary.port} user=postgres ${primaryConnInfo}`.trim(), ...quorumArgs(safekeepers), ...extra]);
 }
 
 /** startQuorum with the proposer started, committing, and the primary's synchronous standby. */
@@ -264,23 +267,37 @@ export async function reportedFlush(primary: PgCluster): Promise<Lsn> {
   return v === '' ? 0n : parseLsn(v);
 }
 
-/** A hot standby from a base backup of the primary (no WAL), streaming from a safekeeper. */
-export async function startStandby(t: Test, primary: PgCluster, sk: Safekeeper): Promise<PgCluster> {
+/** primary_conninfo for a standby that streams from safekeeper `sk`. */
+export function safekeeperConninfo(sk: Safekeeper, name = 'wk_standby'): string {
+  return `host=127.0.0.1 port=${sk.pgPort} user=postgres application_name=${name} options='-c ztenantid=${TENANT} -c ztimelineid=${TIMELINE}'`;
+}
+
+/**
+ * A hot standby from a base backup of the primary (no WAL), streaming from a
+ * safekeeper; `conf` adds or overrides settings.
+ */
+export async function startStandby(t: Test, primary: PgCluster, sk: Safekeeper, conf: Record<string, string | number> = {}): Promise<PgCluster> {
   const root = pgTempDir('wk-qstandby-');
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const dataDir = join(root, 'data');
   await runPgOk('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-X', 'none', '-c', 'fast', '--no-sync']);
+  return startStandbyIn(t, dataDir, sk, conf);
+}
+
+/** Start the data directory `dataDir` as a hot standby streaming from safekeeper `sk`. */
+export async function startStandbyIn(t: Test, dataDir: string, sk: Safekeeper, conf: Record<string, string | number> = {}): Promise<PgCluster> {
   writeFileSync(join(dataDir, 'standby.signal'), '');
   chownToPg(join(dataDir, 'standby.signal'));
   return startCluster(t, {
     dataDir,
     conf: {
-      primary_conninfo: `host=127.0.0.1 port=${sk.pgPort} user=postgres application_name=wk_standby options='-c ztenantid=${TENANT} -c ztimelineid=${TIMELINE}'`,
+      primary_conninfo: safekeeperConninfo(sk),
       hot_standby: 'on',
       hot_standby_feedback: 'on',
       wal_receiver_status_interval: 1,
       wal_retrieve_retry_interval: '200ms',
       synchronous_standby_names: '',
+      ...conf,
     },
   });
 }
@@ -289,27 +306,37 @@ export async function startStandby(t: Test, primary: PgCluster, sk: Safekeeper):
 
 /**
  * `clients` connections inserting rows with unique ids, one transaction
- * each, as fast as the server acknowledges them. `acked` holds every id
- * whose COMMIT returned.
+ * each, as fast as the server acknowledges them. `acked` maps every id whose
+ * COMMIT returned to the content the client wrote with it. A client whose
+ * connection fails reconnects to the current target (`retarget` after a
+ * failover); ids are never reused, so an insert with an unknown outcome is
+ * never repeated under the same id.
  */
 export class Workload {
-  readonly acked = new Set<number>();
+  readonly acked = new Map<number, string>();
   readonly errors: string[] = [];
   private nextId = 1;
   private running = true;
+  private port: number;
+  /** Bumped by `retarget`: part of the content, so rows tell which primary wrote them. */
+  private generation = 1;
   private readonly loops: Promise<void>[] = [];
-  private readonly clients: pg.Client[] = [];
+  private readonly clients: Array<pg.Client | null> = [];
+
+  private constructor(
+    primary: PgCluster,
+    private readonly ssl: pg.ClientConfig['ssl'],
+  ) {
+    this.port = primary.port;
+  }
 
   /** `ssl`: node-postgres's TLS options, for a primary that takes TLS connections only. */
   static async start(primary: PgCluster, clients: number, ssl?: pg.ClientConfig['ssl']): Promise<Workload> {
-    await primary.sql('create table if not exists acked (id bigint primary key, client int, at timestamptz default now())');
-    const w = new Workload();
+    await primary.sql('create table if not exists acked (id bigint primary key, client int, content text, at timestamptz default now())');
+    const w = new Workload(primary, ssl);
     for (let i = 0; i < clients; i++) {
-      const c = new pg.Client({ host: '127.0.0.1', port: primary.port, user: 'postgres', database: 'postgres', ssl });
-      c.on('error', () => {});
-      await c.connect();
-      w.clients.push(c);
-      w.loops.push(w.loop(c, i));
+      w.clients.push(await w.connect());
+      w.loops.push(w.loop(i));
     }
     return w;
   }
@@ -318,14 +345,32 @@ export class Workload {
     return this.acked.size;
   }
 
-  private async loop(c: pg.Client, client: number): Promise<void> {
+  /** Send the next transactions to `primary`: clients reconnect there once their connection fails. */
+  retarget(primary: PgCluster): void {
+    this.port = primary.port;
+    this.generation++;
+  }
+
+  private async connect(): Promise<pg.Client> {
+    const c = new pg.Client({ host: '127.0.0.1', port: this.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5000, ssl: this.ssl });
+    c.on('error', () => {});
+    await c.connect();
+    return c;
+  }
+
+  private async loop(client: number): Promise<void> {
     while (this.running) {
       const id = this.nextId++;
+      const content = `client ${client} generation ${this.generation}`;
       try {
-        await c.query('insert into acked (id, client) values ($1, $2)', [id, client]);
-        this.acked.add(id);
+        const c = (this.clients[client] ??= await this.connect());
+        await c.query('insert into acked (id, client, content) values ($1, $2, $3)', [id, client, content]);
+        this.acked.set(id, content);
       } catch (err) {
         this.errors.push((err as Error).message);
+        // The connection may be gone (a crashed primary): the next try opens a new one.
+        await this.clients[client]?.end().catch(() => {});
+        this.clients[client] = null;
         await sleep(50);
       }
     }
@@ -335,11 +380,11 @@ export class Workload {
   async stop(): Promise<void> {
     this.running = false;
     await Promise.all(this.loops);
-    await Promise.all(this.clients.map((c) => c.end().catch(() => {})));
+    await Promise.all(this.clients.map((c) => c?.end().catch(() => {})));
   }
 }
 
-/** The quorum options of sync-safekeepers and promote for these safekeepers. */
+/** The quorum options of propose, sync-safekeepers and promote for these safekeepers. */
 export function quorumArgs(safekeepers: readonly Safekeeper[]): string[] {
   return ['--safekeepers', safekeepers.map((s) => s.address).join(','), '--tenant', TENANT, '--timeline', TIMELINE];
 }

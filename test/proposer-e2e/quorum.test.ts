@@ -158,7 +158,7 @@ t.test('commits through a quorum of three survive safekeeper and proposer crashe
       t.ok(wal.equals(primaryWal), `${sk.address}: ${length} bytes from ${formatLsn(startLsn)} to ${formatLsn(commit)} identical to the primary's`);
     }
 
-    const acked = [...work.acked];
+    const acked = [...work.acked.keys()];
     const max = Math.max(...acked);
     await waitFor(
       'the standby to replay every acknowledged commit',

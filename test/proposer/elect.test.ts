@@ -107,3 +107,20 @@ t.test('a vote for a higher ballot elsewhere: lost leadership', async (t) => {
   await t.rejects(elect({ members: [a, b], uuid: uuid(7), highestSeen: 0n, greeting, graceMs: 10, log }), LostLeadershipError);
   t.ok(a.closed === 1 && b.closed === 1, 'every session is closed');
 });
+
+t.test('a refusal before the vote: no term is taken from anyone, every session closed', async (t) => {
+  const a = new FakeSafekeeper('a', 1n, 10n, 0n);
+  const b = new FakeSafekeeper('b', 1n, 10n, 0n);
+  const running = { term: 4n, uuid: uuid(9) };
+  a.vote = running;
+  b.vote = running;
+  const seen: string[] = [];
+  const admit = async (greeted: readonly { member: FakeSafekeeper; info: SafeKeeperInfo }[]): Promise<void> => {
+    for (const g of greeted) seen.push(`${g.member.name}: term ${g.info.server.nodeId.term}`);
+    throw new Error('an old primary');
+  };
+  await t.rejects(elect({ members: [a, b], uuid: uuid(7), highestSeen: 0n, greeting, graceMs: 10, log, admit }), { message: 'an old primary' });
+  t.same(seen.sort(), ['a: term 4', 'b: term 4'], 'admit sees the first round\'s greetings');
+  t.same([a.vote, b.vote], [running, running], 'the running proposer keeps its term');
+  t.ok(a.closed === 1 && b.closed === 1, 'every session is closed');
+});

@@ -1,12 +1,11 @@
 // End-to-end replication tests: a live PostgreSQL 15 primary, the real
 // daemon (`node bin/walkeeper.js run`, so `npm run build` first), a proposer
 // feeding it the primary's WAL, and real PostgreSQL readers on the other side.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { parseLsn, parseSegmentFileName, segmentFileName, segmentNumber, segmentOffset, segmentStart, type Lsn } from '../../src/lsn.js';
-import { pgBin, pgSpawnOptions, startCluster, type PgCluster, type RunResult } from '../helpers/pg.js';
+import { startCluster, type PgCluster } from '../helpers/pg.js';
 import { startDaemon, type DaemonProc } from '../daemon/helpers.js';
 import { readWal, WalFeeder } from './feeder.js';
 
@@ -66,28 +65,7 @@ export function readerConn(wk: DaemonProc, extra = ''): string {
   return `host=127.0.0.1 port=${wk.pgPort} user=postgres ${NAMED} ${extra}`.trim();
 }
 
-export interface Background {
-  child: ChildProcess;
-  done: Promise<RunResult>;
-  stderr(): string;
-}
-
-/** Start a PostgreSQL tool as the PostgreSQL user without waiting for it; killed at teardown. */
-export function spawnPg(t: Test, cmd: string, args: string[]): Background {
-  const child = spawn(pgBin(cmd), args, pgSpawnOptions({ stdio: ['ignore', 'pipe', 'pipe'] }));
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const done = new Promise<RunResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout: out, stderr: err }));
-  });
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return { child, done, stderr: () => err };
-}
+export { spawnPg, type Background } from '../helpers/pg.js';
 
 /** A segment file of a pg_receivewal directory: the `.partial` one while it is being written. */
 function receivedSegment(dir: string, segno: bigint): Buffer | null {
