@@ -6,9 +6,7 @@
 import t from 'tap';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon } from '../../src/daemon/daemon.js';
-import { silentLogger } from '../../src/log.js';
-import { realWal, tempDir } from '../daemon/helpers.js';
+import { realWal, startInProcessDaemon, tempDir } from '../daemon/helpers.js';
 import { electProposer, makeKeys, parseMetrics, pushWal, sampleValue } from '../http/helpers.js';
 
 const A = 'aa'.repeat(16);
@@ -21,16 +19,7 @@ t.test('HTTP: who may do what', async (t) => {
   const keys = makeKeys(dir);
   const foreign = makeKeys(dir, 'foreign');
   const dataDir = join(dir, 'data');
-  const daemon = await Daemon.start({
-    dataDir,
-    createDataDir: true,
-    listenPg: { host: '127.0.0.1', port: 0 },
-    listenHttp: { host: '127.0.0.1', port: 0 },
-    noSync: true,
-    authPublicKeyPath: keys.publicPath,
-    log: silentLogger(),
-  });
-  t.teardown(() => daemon.stop());
+  const daemon = await startInProcessDaemon(t, dataDir, { authPublicKeyPath: keys.publicPath });
   const sk = keys.token({ scope: 'safekeeperdata' });
   // A timeline for each tenant, pushed with a safekeeperdata token.
   for (const tenantId of [A, B]) {

@@ -6,11 +6,9 @@
 import t from 'tap';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon } from '../../src/daemon/daemon.js';
-import { silentLogger } from '../../src/log.js';
 import { formatLsn, segmentFileName, segmentNumber } from '../../src/lsn.js';
 import { PgServerError, ProposerClient } from '../../src/proposer/index.js';
-import { realWal, serverInfo, tempDir } from '../daemon/helpers.js';
+import { realWal, serverInfo, startInProcessDaemon, tempDir } from '../daemon/helpers.js';
 import { pgTempDir, runPg } from '../helpers/pg.js';
 import { electProposer, makeKeys, parseMetrics, pushWal, reportCommit, sampleValue } from '../http/helpers.js';
 import { errorFields, RawClient, startupPacket, tagged } from '../pq/raw-client.js';
@@ -24,16 +22,7 @@ t.test('pg port: push, stream and query only with the right token', async (t) =>
   const dir = tempDir(t, 'wk-auth-pg-');
   const keys = makeKeys(dir);
   const foreign = makeKeys(dir, 'foreign');
-  const daemon = await Daemon.start({
-    dataDir: join(dir, 'data'),
-    createDataDir: true,
-    listenPg: { host: '127.0.0.1', port: 0 },
-    listenHttp: { host: '127.0.0.1', port: 0 },
-    noSync: true,
-    authPublicKeyPath: keys.publicPath,
-    log: silentLogger(),
-  });
-  t.teardown(() => daemon.stop());
+  const daemon = await startInProcessDaemon(t, join(dir, 'data'), { authPublicKeyPath: keys.publicPath });
   const port = daemon.pgAddress!.port;
   const now = Math.floor(Date.now() / 1000);
   const tokenA = keys.token({ scope: 'tenant', tenant_id: A, exp: now + 600 });

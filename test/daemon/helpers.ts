@@ -16,6 +16,8 @@ import {
   encodeSafeKeeperRequest,
   encodeServerInfo,
 } from '../../src/protocol/messages.js';
+import { Daemon, type DaemonOptions } from '../../src/daemon/daemon.js';
+import { silentLogger } from '../../src/log.js';
 import type { NodeId, RequestVote, SafeKeeperInfo, SafeKeeperRequest, SafeKeeperResponse, ServerInfo } from '../../src/protocol/types.js';
 import { chownToPg, freePort, pgTempDir, runPg, startCluster } from '../helpers/pg.js';
 import { copyDataMsg, errorFields, query, RawClient, type RawMessage } from '../pq/raw-client.js';
@@ -379,4 +381,19 @@ export function lastRecordEndAtOrBefore(ends: Lsn[], pos: Lsn): Lsn | null {
     } else hi = mid - 1;
   }
   return best;
+}
+
+/** An in-process daemon on loopback ports with `--no-sync` and a silent log, stopped when `t` ends. */
+export async function startInProcessDaemon(t: Test, dataDir: string, extra: Partial<DaemonOptions> = {}): Promise<Daemon> {
+  const daemon = await Daemon.start({
+    dataDir,
+    createDataDir: true,
+    listenPg: { host: '127.0.0.1', port: 0 },
+    listenHttp: { host: '127.0.0.1', port: 0 },
+    noSync: true,
+    log: silentLogger(),
+    ...extra,
+  });
+  t.teardown(() => daemon.stop());
+  return daemon;
 }

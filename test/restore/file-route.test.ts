@@ -9,10 +9,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { sha256Hex } from '../../src/archive/object-format.js';
 import { EXIT_UNAVAILABLE } from '../../src/commands/restore-wal.js';
-import { Daemon } from '../../src/daemon/daemon.js';
-import { silentLogger } from '../../src/log.js';
 import { segmentFileName } from '../../src/lsn.js';
-import { realWal, runCli, tempDir } from '../daemon/helpers.js';
+import { realWal, runCli, startInProcessDaemon, tempDir } from '../daemon/helpers.js';
 import { electProposer, makeKeys, pushWal, TENANT, TIMELINE } from '../http/helpers.js';
 
 const OTHER_TENANT = 'bb'.repeat(16);
@@ -23,16 +21,7 @@ t.test('file route and restore-wal from a safekeeper', async (t) => {
   const wal = await realWal(t);
   const dir = tempDir(t, 'wk-file-route-');
   const keys = makeKeys(dir);
-  const daemon = await Daemon.start({
-    dataDir: join(dir, 'data'),
-    createDataDir: true,
-    listenPg: { host: '127.0.0.1', port: 0 },
-    listenHttp: { host: '127.0.0.1', port: 0 },
-    noSync: true,
-    authPublicKeyPath: keys.publicPath,
-    log: silentLogger(),
-  });
-  t.teardown(() => daemon.stop());
+  const daemon = await startInProcessDaemon(t, join(dir, 'data'), { authPublicKeyPath: keys.publicPath });
   const sk = keys.token({ scope: 'safekeeperdata' });
   const p = await electProposer(daemon.pgAddress!.port, wal, { password: sk });
   // Segments 0-2 complete, segment 3 half written (.partial).

@@ -7,10 +7,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { EXIT_UNAVAILABLE, EXIT_USAGE } from '../../src/commands/restore-wal.js';
-import { Daemon } from '../../src/daemon/daemon.js';
-import { silentLogger } from '../../src/log.js';
 import { segmentFileName } from '../../src/lsn.js';
-import { realWal, runCli, tempDir } from '../daemon/helpers.js';
+import { realWal, runCli, startInProcessDaemon, tempDir } from '../daemon/helpers.js';
 import { electProposer, pushWal, TENANT, TIMELINE } from '../http/helpers.js';
 import { makeCa, makeServerCert } from '../helpers/tls.js';
 
@@ -20,16 +18,7 @@ t.test('restore-wal from a safekeeper over HTTPS', async (t) => {
   const ca = makeCa(dir, 'ca');
   const otherCa = makeCa(dir, 'other-ca');
   const server = makeServerCert(dir, ca, 'server');
-  const daemon = await Daemon.start({
-    dataDir: join(dir, 'data'),
-    createDataDir: true,
-    listenPg: { host: '127.0.0.1', port: 0 },
-    listenHttp: { host: '127.0.0.1', port: 0 },
-    noSync: true,
-    tls: { certPath: server.cert, keyPath: server.key, required: false },
-    log: silentLogger(),
-  });
-  t.teardown(() => daemon.stop());
+  const daemon = await startInProcessDaemon(t, join(dir, 'data'), { tls: { certPath: server.cert, keyPath: server.key, required: false } });
   const p = await electProposer(daemon.pgAddress!.port, wal);
   await pushWal(p, wal, wal.startLsn, wal.startLsn + BigInt(2 * wal.segSize));
   const name = segmentFileName(1, wal.startLsn / BigInt(wal.segSize), wal.segSize);
