@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchRow } from './lib.js';
-import { freePort, LocalPg, pgbenchSummary, pgTempDir, sleep, startSafekeeper, WalkeeperProc } from './pg-local.js';
+import { freePort, LocalPg, pgbenchSummary, pgTempDir, quorumArgs, sleep, startSafekeeper, waitSyncStandby, WalkeeperProc } from './pg-local.js';
 
 const TENANT = 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0';
 const TIMELINE = 'c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0';
@@ -84,12 +84,7 @@ class QuorumSide {
       'propose',
       '--primary',
       `host=127.0.0.1 port=${this.primary.port} user=postgres`,
-      '--safekeepers',
-      this.ports.map((p) => `127.0.0.1:${p.pg}`).join(','),
-      '--tenant',
-      TENANT,
-      '--timeline',
-      TIMELINE,
+      ...quorumArgs(this.ports.map((p) => p.pg), TENANT, TIMELINE),
     ]);
   }
 
@@ -103,18 +98,6 @@ class QuorumSide {
   kill(): void {
     this.proposer?.kill();
     for (const s of this.safekeepers) s.kill();
-  }
-}
-
-async function waitSync(primary: LocalPg, app: string, what: () => string): Promise<void> {
-  const deadline = Date.now() + 300_000;
-  for (;;) {
-    const v = await primary.sql(
-      `select sync_state || '/' || (flush_lsn >= pg_current_wal_flush_lsn())::text from pg_stat_replication where application_name = '${app}' and state = 'streaming'`,
-    );
-    if (v === 'sync/true') return;
-    if (Date.now() > deadline) throw new Error(`${app} did not become a caught-up synchronous standby (${v}): ${what()}`);
-    await sleep(200);
   }
 }
 
@@ -157,7 +140,7 @@ export async function quorumRows(): Promise<BenchRow[]> {
       const app = mode === 'native' ? 'native' : 'walkeeper';
       await primary.sql(`alter system set synchronous_standby_names = '${app}'`);
       await primary.sql('select pg_reload_conf()');
-      await waitSync(primary, app, () => (mode === 'quorum' ? (side.proposer?.output ?? '').slice(-2000) : native!.logFile));
+      await waitSyncStandby(primary, app, () => (mode === 'quorum' ? (side.proposer?.output ?? '').slice(-2000) : native!.logFile));
     };
 
     for (let r = 0; r < rounds; r++) {

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { archiveRows } from './archive.js';
 import { crcRows } from './crc.js';
+import { failoverRows } from './failover.js';
 import { frameRows } from './frames.js';
 import { printTable, type BenchRow } from './lib.js';
 import { quorumRows } from './quorum.js';
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
   else process.stderr.write('bench: wal-end.js not built, skipping the end-of-WAL rows\n');
   groups.push(['replication', replicationRows]);
   groups.push(['quorum', quorumRows]);
+  groups.push(['failover', failoverRows]);
   groups.push(['archive', archiveRows]);
   groups.push(['archive-ingest', (await import('./archive-ingest.js')).archiveIngestRows]);
 
