@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chownToPg, crashPostgres, freePort, pgTempDir, runPgOk, startPostgres, type RunPgOptions } from '../support/pg-proc.js';
+import { chownToPg, crashPostgres, freePort, pgTempDir, runPg, runPgOk, startPostgres, type RunPgOptions, type RunResult } from '../support/pg-proc.js';
 
 // scripts/demo.mjs and quorum.ts take these from here.
 export { freePort, PG_BIN, pgTempDir } from '../support/pg-proc.js';
@@ -122,7 +122,16 @@ export class LocalPg {
 
   /** No time limit unless `opts` sets one: a benchmark run lasts as long as it was asked to. */
   pgbench(args: string[], opts: RunPgOptions = {}): Promise<string> {
-    return runPgOk('pgbench', ['-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', ...args, 'postgres'], { timeoutMs: 0, ...opts });
+    return runPgOk('pgbench', this.pgbenchArgs(args), { timeoutMs: 0, ...opts });
+  }
+
+  /** pgbench whatever its exit status (the server may die under it): its summary is on stdout either way. */
+  pgbenchResult(args: string[], opts: RunPgOptions = {}): Promise<RunResult> {
+    return runPg('pgbench', this.pgbenchArgs(args), { timeoutMs: 0, ...opts });
+  }
+
+  private pgbenchArgs(args: string[]): string[] {
+    return ['-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', ...args, 'postgres'];
   }
 
   async remove(): Promise<void> {
