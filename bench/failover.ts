@@ -206,13 +206,20 @@ export async function failoverRows(): Promise<BenchRow[]> {
       const round = new Round();
       const onExit = (): void => round.killNow();
       process.once('exit', onExit);
+      // Ctrl-C: exit through the 'exit' handler, which stops the round's servers and processes.
+      const onSignal = (): never => process.exit(130);
+      process.once('SIGINT', onSignal);
       try {
         const times = await (mode === 'native' ? nativeRound(round, r) : walkeeperRound(round, r));
         results[mode].push(times);
         process.stderr.write(`\n  round ${r + 1} ${mode.padEnd(9)}: writable after ${times.writableMs.toFixed(0)} ms, first commit after ${times.firstCommitMs.toFixed(0)} ms`);
       } finally {
-        await round.end().catch(() => round.killNow());
+        await round.end().catch((err: Error) => {
+          process.stderr.write(`\n  cleaning up the round: ${err.message}`);
+          round.killNow();
+        });
         process.off('exit', onExit);
+        process.off('SIGINT', onSignal);
       }
     }
   }
