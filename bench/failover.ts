@@ -26,7 +26,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runPgOk } from '../support/pg-proc.js';
-import type { BenchRow } from './lib.js';
+import { median, type BenchRow } from './lib.js';
 import { freePort, LocalPg, quorumArgs, safekeeperConninfo, sleep, startSafekeeper, waitSyncStandby, WalkeeperProc } from './pg-local.js';
 
 const TENANT = 'fa11fa11fa11fa11fa11fa11fa11fa11';
@@ -189,12 +189,6 @@ async function nativeRound(round: Round, r: number): Promise<Times> {
   const writableMs = performance.now() - started;
   await firstCommit(probe, r, 'downstream');
   return { writableMs, firstCommitMs: performance.now() - started };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 export async function failoverRows(): Promise<BenchRow[]> {

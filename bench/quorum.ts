@@ -21,7 +21,7 @@ import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BenchRow } from './lib.js';
+import { median, type BenchRow } from './lib.js';
 import { freePort, LocalPg, pgbenchSummary, pgTempDir, quorumArgs, sleep, startSafekeeper, waitSyncStandby, WalkeeperProc } from './pg-local.js';
 
 const TENANT = 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0';
@@ -35,12 +35,6 @@ interface Run {
 }
 
 type Mode = 'native' | 'quorum';
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 /** p99 (nearest rank) and mean of the latencies in pgbench --log files under `dir`. */
 export function latencyFromLogs(dir: string, prefix: string): { p99Ms: number; avgMs: number; count: number } {
