@@ -9,7 +9,8 @@ import { formatLsn, isValidWalSegSize, segmentNumber, segmentOffset, type Lsn } 
 import type { SafeKeeperInfo } from '../protocol/types.js';
 import { ControlFile } from '../storage/control.js';
 import { mkdirDurableSync } from '../storage/fsutil.js';
-import { completePassedSegments, syncLeftoverWal, WalSegments } from '../storage/segments.js';
+import { WalSegments } from '../storage/segments.js';
+import { completePassedSegments, syncLeftoverWal } from '../storage/leftover-wal.js';
 import { readHistoryFile, removeHistoryTempFiles, storeHistoryFile } from '../storage/history-files.js';
 import { copySegmentPrefix } from '../storage/timeline-switch.js';
 import { parseHistory, type HistoryEntry } from '../wal/history.js';

@@ -32,7 +32,7 @@ t.test('a promotion of the primary: new term on the new timeline', async (t) => 
   await standby.sql('select pg_promote(true, 60)');
   const ended = await proposer.waitLog('the primary switched PostgreSQL timelines: ending this term', 0, 60_000);
   t.equal(ended.timeline, 2, 'the term ended at the switch to timeline 2');
-  const from = proposer.logs.length;
+  const from = proposer.logs.indexOf(ended);
   await proposer.waitLog('a quorum holds WAL of this term: commits flow', from, 60_000);
   t.ok(proposer.lines('won the vote', from).length === 1, 'a new election was won');
   await standby.sql('set synchronous_commit = local; insert into f values (-1)');

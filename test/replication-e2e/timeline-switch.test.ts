@@ -16,6 +16,7 @@ import { errorFields, query, RawClient } from '../pq/raw-client.js';
 import { WalFeeder } from './feeder.js';
 import { flushLsn, readerConn, SEG, spawnPg, startPrimary, startWalkeeper, TENANT, TIMELINE } from './helpers.js';
 import { until, waitFor } from '../helpers/support.js';
+import { switchWal } from '../replication/primary.js';
 import type { DaemonProc } from '../daemon/helpers.js';
 
 /** One replication command on a new connection: its data rows, and its error if any. */
@@ -110,7 +111,9 @@ t.test('a real promotion: pg_receivewal and a hot standby follow the switch thro
   const f2 = await WalFeeder.elect({ ...base, pgTimeline: 2, walFile: fileOf, uuid: new Uint8Array(16).fill(0xb2) }, X);
   t.teardown(() => f2.client.close());
   t.equal(f2.greeting.flushLsn, X, 'after the move the safekeeper holds WAL up to the switch point');
-  const fed = await flushLsn(promoted);
+  // The switch segment is finished, so that it is complete on the safekeeper (and served by the file route).
+  const fed = await switchWal(promoted);
+  t.ok(segmentNumber(fed, SEG) > S, `timeline 2 fed to ${formatLsn(fed)}, past the switch segment`);
   await f2.push(fed);
   t.equal(f2.acked, fed);
 
@@ -178,4 +181,16 @@ t.test('a real promotion: pg_receivewal and a hot standby follow the switch thro
     t.ok(readFileSync(file).subarray(0, upto).equals(readFileSync(join(promoted.walDir, name)).subarray(0, upto)), `stored ${name} identical to the promoted server's`);
   }
   t.ok(existsSync(join(stored, parentSeg + '.partial')), "the safekeeper keeps the parent's switch segment as .partial");
+
+  // The file route (restore-wal's source) serves the names PostgreSQL asks for after the switch.
+  const file = (name: string) => fetch(`http://127.0.0.1:${wk2.httpPort}/v1/tenant/${TENANT}/timeline/${TIMELINE}/file/${name}`);
+  const history = await file('00000002.history');
+  t.equal(history.status, 200);
+  t.equal(await history.text(), historyText, 'GET file/00000002.history');
+  const switchSeg = await file(segmentFileName(2, S, SEG));
+  t.equal(switchSeg.status, 200, 'GET the timeline-2 switch segment');
+  t.ok(Buffer.from(await switchSeg.arrayBuffer()).equals(readFileSync(join(promoted.walDir, segmentFileName(2, S, SEG)))), "byte-identical to the promoted server's");
+  t.equal((await file(parentSeg)).status, 404, "the parent's switch segment is only .partial: not served");
+  const below = segmentFileName(1, S - 1n, SEG);
+  t.equal((await file(below)).status, 200, `${below}: segments below the switch keep timeline 1's name`);
 });

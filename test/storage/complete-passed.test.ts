@@ -5,7 +5,7 @@ import t from 'tap';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { segmentFileName, segmentStart } from '../../src/lsn.js';
-import { completePassedSegments } from '../../src/storage/segments.js';
+import { completePassedSegments } from '../../src/storage/leftover-wal.js';
 import { TimelineAncestry } from '../../src/wal/timeline-files.js';
 import { tempDir } from '../helpers/support.js';
 
