@@ -38,11 +38,35 @@ const LOAD_MS = 2000;
 /** Settings a standby needs to react quickly to a switch (the defaults wait 5 s before retrying). */
 const STANDBY_CONF = { hot_standby: 'on', wal_receiver_status_interval: 1, wal_retrieve_retry_interval: '200ms' };
 
+/** The log messages of `walkeeper promote` and `propose` that mark the steps of a failover, in order. */
+const PROMOTE_STEPS = ['won the vote', 'safekeepers synced', 'waiting for the standby to replay the VCL', 'standby promoted'];
+const PROPOSE_STEPS = ['connected to the primary', 'won the vote', 'a quorum holds WAL of this term: commits flow'];
+
+/**
+ * Where a walkeeper process's time went: when its first log line and each
+ * of `steps` first appeared (pino's `time`), in ms after `since` (Date.now()).
+ */
+function stepTimes(who: string, output: string, since: number, steps: string[]): string {
+  const at = new Map<string, number>();
+  for (const line of output.split('\n')) {
+    try {
+      const j = JSON.parse(line) as { time?: unknown; msg?: unknown };
+      if (typeof j.time === 'number' && typeof j.msg === 'string' && !at.has(j.msg)) at.set(j.msg, j.time - since);
+    } catch {
+      /* not a log line */
+    }
+  }
+  const first = at.size ? Math.min(...at.values()) : NaN;
+  return `${who}: first log line +${first}, ` + steps.map((m) => `${m} +${at.get(m) ?? '?'}`).join(', ');
+}
+
 interface Times {
   /** From the start of the promotion until the new primary accepts writes. */
   writableMs: number;
   /** From the start of the promotion until the first commit on the new primary is acknowledged by its synchronous standby. */
   firstCommitMs: number;
+  /** Where the time went (walkeeper only), ms from the start of the promotion. */
+  steps?: string;
 }
 
 type Mode = 'native' | 'walkeeper';
@@ -158,12 +182,16 @@ async function walkeeperRound(round: Round, r: number): Promise<Times> {
   });
 
   const started = performance.now();
+  const startedAt = Date.now();
   const promote = round.proc(new WalkeeperProc(['promote', '--standby', standby.connString, ...quorum, '--timeout', '60s']));
   if ((await promote.exited) !== 0) throw new Error(`walkeeper promote failed: ${promote.output.trim().slice(-2000)}`);
   const writableMs = performance.now() - started;
-  round.proc(new WalkeeperProc(['propose', '--primary', standby.connString, ...quorum]));
+  const proposeAt = Date.now() - startedAt;
+  const newProposer = round.proc(new WalkeeperProc(['propose', '--primary', standby.connString, ...quorum]));
   await firstCommit(probe, r, PROPOSER_APP);
-  return { writableMs, firstCommitMs: performance.now() - started };
+  const firstCommitMs = performance.now() - started;
+  const steps = `${stepTimes('promote', promote.output, startedAt, PROMOTE_STEPS)}; exit +${writableMs.toFixed(0)}\n    ${stepTimes(`propose (started +${proposeAt})`, newProposer.output, startedAt, PROPOSE_STEPS)}; first commit +${firstCommitMs.toFixed(0)}`;
+  return { writableMs, firstCommitMs, steps };
 }
 
 async function nativeRound(round: Round, r: number): Promise<Times> {
@@ -207,6 +235,7 @@ export async function failoverRows(): Promise<BenchRow[]> {
         const times = await (mode === 'native' ? nativeRound(round, r) : walkeeperRound(round, r));
         results[mode].push(times);
         process.stderr.write(`\n  round ${r + 1} ${mode.padEnd(9)}: writable after ${times.writableMs.toFixed(0)} ms, first commit after ${times.firstCommitMs.toFixed(0)} ms`);
+        if (times.steps) process.stderr.write(`\n    ${times.steps}`);
       } finally {
         await round.end().catch((err: Error) => {
           process.stderr.write(`\n  cleaning up the round: ${err.message}`);
@@ -218,8 +247,8 @@ export async function failoverRows(): Promise<BenchRow[]> {
     }
   }
   process.stderr.write('\n');
-  const w = (k: keyof Times): number => median(results.walkeeper.map((x) => x[k]));
-  const n = (k: keyof Times): number => median(results.native.map((x) => x[k]));
+  const w = (k: 'writableMs' | 'firstCommitMs'): number => median(results.walkeeper.map((x) => x[k]));
+  const n = (k: 'writableMs' | 'firstCommitMs'): number => median(results.native.map((x) => x[k]));
   const name = `failover after kill -9, ×${rounds}`;
   const subject = 'walkeeper promote + propose';
   const baseline = 'pg_ctl promote, native sync standby';
