@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { copyData } from '../src/pq/frontend.js';
 import { COPY_WAL_BELOW, writeRequest } from '../src/proposer/client.js';
 import { encodeSafeKeeperRequest, encodeSafeKeeperRequestHeader, type SafeKeeperRequest } from '../src/protocol/index.js';
-import type { BenchRow } from './lib.js';
+import { median, type BenchRow } from './lib.js';
 
 const NODE_ID = { term: 7n, uuid: new Uint8Array(16).fill(3) };
 
@@ -42,11 +42,6 @@ async function run(s: Socket, send: Send, wal: Uint8Array, count: number): Promi
   while (s.writableLength > 0) await once(s, 'drain');
   const used = process.cpuUsage(cpu0);
   return (used.user + used.system) / count;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1];
 }
 
 export async function appendRows(): Promise<BenchRow[]> {

@@ -34,6 +34,13 @@ export async function measure(fn: () => unknown | Promise<unknown>, opts: { runs
   return { medianMs: samples[Math.floor(samples.length / 2)], minMs: samples[0], maxMs: samples[samples.length - 1], runs };
 }
 
+/** The median of a list of numbers (the mean of the middle two when the count is even). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
 export function mbPerSec(bytes: number, ms: number): number {
   return bytes / 1e6 / (ms / 1e3);
 }

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chownToPg, freePort, pgTempDir, runPgOk, startPostgres, type RunPgOptions } from '../support/pg-proc.js';
+import { chownToPg, crashPostgres, freePort, pgTempDir, runPg, runPgOk, startPostgres, type RunPgOptions, type RunResult } from '../support/pg-proc.js';
 
 // scripts/demo.mjs and quorum.ts take these from here.
 export { freePort, PG_BIN, pgTempDir } from '../support/pg-proc.js';
@@ -38,6 +38,11 @@ export class LocalPg {
 
   get logFile(): string {
     return join(this.root, 'postgres.log');
+  }
+
+  /** libpq connection string for this server. */
+  get connString(): string {
+    return `host=127.0.0.1 port=${this.port} user=postgres dbname=postgres`;
   }
 
   /** initdb a new cluster (trust auth) with `conf` appended; not started. */
@@ -90,6 +95,13 @@ export class LocalPg {
     clearTimeout(t);
   }
 
+  /** The host dies: kill -9 of the server and all its processes at once. */
+  async kill9(): Promise<void> {
+    const c = this.child;
+    this.child = null;
+    if (c && this.exited) await crashPostgres(c, this.exited);
+  }
+
   /** Immediate shutdown, for cleanup on exit: SIGQUIT, then SIGKILL. */
   killNow(): void {
     const c = this.child;
@@ -115,7 +127,16 @@ export class LocalPg {
 
   /** No time limit unless `opts` sets one: a benchmark run lasts as long as it was asked to. */
   pgbench(args: string[], opts: RunPgOptions = {}): Promise<string> {
-    return runPgOk('pgbench', ['-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', ...args, 'postgres'], { timeoutMs: 0, ...opts });
+    return runPgOk('pgbench', this.pgbenchArgs(args), { timeoutMs: 0, ...opts });
+  }
+
+  /** pgbench whatever its exit status (the server may die under it): its summary is on stdout either way. */
+  pgbenchResult(args: string[], opts: RunPgOptions = {}): Promise<RunResult> {
+    return runPg('pgbench', this.pgbenchArgs(args), { timeoutMs: 0, ...opts });
+  }
+
+  private pgbenchArgs(args: string[]): string[] {
+    return ['-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', ...args, 'postgres'];
   }
 
   async remove(): Promise<void> {
@@ -203,6 +224,29 @@ export async function startSafekeeper(dataDir: string, pgPort: number, httpPort:
   failed.catch(() => {});
   timeout.catch(() => {});
   return p;
+}
+
+/** The options of `walkeeper propose`, `promote` and `sync-safekeepers` that name the quorum. */
+export function quorumArgs(safekeeperPorts: number[], tenant: string, timeline: string): string[] {
+  return ['--safekeepers', safekeeperPorts.map((p) => `127.0.0.1:${p}`).join(','), '--tenant', tenant, '--timeline', timeline];
+}
+
+/** primary_conninfo for a standby that streams from the safekeeper on `port`. */
+export function safekeeperConninfo(port: number, tenant: string, timeline: string, applicationName: string): string {
+  return `host=127.0.0.1 port=${port} user=postgres application_name=${applicationName} options='-c ztenantid=${tenant} -c ztimelineid=${timeline}'`;
+}
+
+/** Wait (up to 5 min) until `app` is a caught-up synchronous standby of `primary`; `what` describes it when it is not. */
+export async function waitSyncStandby(primary: LocalPg, app: string, what: () => string): Promise<void> {
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    const v = await primary.sql(
+      `select sync_state || '/' || (flush_lsn >= pg_current_wal_flush_lsn())::text from pg_stat_replication where application_name = '${app}' and state = 'streaming'`,
+    );
+    if (v === 'sync/true') return;
+    if (Date.now() > deadline) throw new Error(`${app} did not become a caught-up synchronous standby (${v}): ${what()}`);
+    await sleep(200);
+  }
 }
 
 /** Parse pgbench's summary. */

@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pgBin, pgSpawnOptions } from '../support/pg-proc.js';
-import { freePort, LocalPg, pgTempDir, sleep, startSafekeeper, WalkeeperProc } from './pg-local.js';
+import { freePort, LocalPg, pgTempDir, quorumArgs, sleep, startSafekeeper, WalkeeperProc } from './pg-local.js';
 
 const TENANT = 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0';
 const TIMELINE = 'c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0';
@@ -167,12 +167,7 @@ class WalkeeperQuorum implements Member {
         this.app,
         '--primary',
         `host=127.0.0.1 port=${this.primary.port} user=postgres`,
-        '--safekeepers',
-        this.ports.map((p) => `127.0.0.1:${p.pg}`).join(','),
-        '--tenant',
-        TENANT,
-        '--timeline',
-        TIMELINE,
+        ...quorumArgs(this.ports.map((p) => p.pg), TENANT, TIMELINE),
       ],
       { bin: this.bin },
     );

@@ -31,7 +31,7 @@ import { cpSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BenchRow } from './lib.js';
+import { median, type BenchRow } from './lib.js';
 import { LocalPg, pgbenchSummary, pgTempDir, sleep } from './pg-local.js';
 import { cpuBetween, snapshotTrees } from './proc-cpu.js';
 import { SIDE_LABELS, SIDE_NAMES, StandbySides, type SideName } from './quorum-sides.js';
@@ -48,11 +48,6 @@ interface Run {
   primaryUs: number;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 /** p99 (nearest rank) and mean of the latencies in pgbench --log files under `dir`. */
 export function latencyFromLogs(dir: string, prefix: string): { p99Ms: number; avgMs: number; count: number } {

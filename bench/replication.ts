@@ -28,7 +28,7 @@ import { projectRoot } from '../src/hot/wasm.js';
 import { chownToPg, freePort, pgBin, pgSpawnOptions, pgTempDir, runPgOk, startCluster, type PgCluster } from '../test/helpers/pg.js';
 import { WalFeeder } from '../test/replication-e2e/feeder.js';
 import { makeCa, makeServerCert, type CertFiles } from '../test/helpers/tls.js';
-import { mbPerSec, type BenchRow } from './lib.js';
+import { mbPerSec, median, type BenchRow } from './lib.js';
 
 const SEG = 16 << 20;
 const TENANT = 'be0c'.repeat(8);
@@ -181,11 +181,6 @@ async function receive(conninfo: string, startSeg: bigint, end: Lsn, check?: (di
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 export async function replicationRows(): Promise<BenchRow[]> {

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { appendRows } from './append.js';
 import { archiveRows } from './archive.js';
 import { crcRows } from './crc.js';
+import { failoverRows } from './failover.js';
 import { frameRows } from './frames.js';
 import { printTable, type BenchRow } from './lib.js';
 import { quorumRows } from './quorum.js';
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
   groups.push(['append', appendRows]);
   groups.push(['replication', replicationRows]);
   groups.push(['quorum', quorumRows]);
+  groups.push(['failover', failoverRows]);
   groups.push(['archive', archiveRows]);
   groups.push(['archive-ingest', (await import('./archive-ingest.js')).archiveIngestRows]);
 

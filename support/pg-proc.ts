@@ -2,7 +2,7 @@
 // PostgreSQL refuses to run as root, so when we are root every PostgreSQL
 // program runs as the `postgres` system user, in directories that user owns.
 import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -161,6 +161,42 @@ export function startPostgres(dataDir: string, port: number, logFile: string): {
     }
   })();
   return { child, exited, ready };
+}
+
+/**
+ * A crash, as when the host dies: SIGKILL to the postmaster `child` and every
+ * process it started, at once, so none of them writes or answers after it.
+ * Waits until all are gone (a restart needs the shared memory released).
+ */
+export async function crashPostgres(child: ChildProcess, exited: Promise<void>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const pids = [child.pid, ...childPids(child.pid)];
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  await exited;
+  const deadline = Date.now() + 30_000;
+  while (pids.some((pid) => existsSync(`/proc/${pid}`)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
+
+/** The processes whose parent is `pid` (from /proc). */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // Field 4 of /proc/PID/stat is the parent; the command name before it is in parentheses and may hold spaces.
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
 }
 
 /**

@@ -268,10 +268,14 @@ export class SafekeeperLink implements ElectionMember {
       while (this.inflightBytes > 0 && this.inflightHead < this.inflight.length && Date.now() < deadline && this.client === c) {
         await new Promise((r) => setTimeout(r, 10));
       }
+      // Cleared once the stream ended: left running, it kept a finished promote or sync-safekeepers alive for up to 1 s.
+      let bound: NodeJS.Timeout | undefined;
       try {
-        await Promise.race([c.endStream(), new Promise((r) => setTimeout(r, 1000))]);
+        await Promise.race([c.endStream(), new Promise((r) => (bound = setTimeout(r, 1000)))]);
       } catch {
         /* already gone */
+      } finally {
+        clearTimeout(bound);
       }
     }
     this.teardown();

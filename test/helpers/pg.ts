@@ -2,9 +2,9 @@
 // `postgres` system user (the server refuses root), on a free loopback port,
 // and stopped by PID when the test ends, also when it fails.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { chownToPg, freePort, pgBin, pgSpawnOptions, pgTempDir, runPgOk, startPostgres, type RunResult } from '../../support/pg-proc.js';
+import { chownToPg, crashPostgres, freePort, pgBin, pgSpawnOptions, pgTempDir, runPgOk, startPostgres, type RunResult } from '../../support/pg-proc.js';
 
 // The process helpers are shared with the benchmarks; re-exported so a test needs one import for PostgreSQL.
 export { chownToPg, freePort, pgBin, pgSpawnOptions, pgTempDir, runPg, runPgOk, type RunResult } from '../../support/pg-proc.js';
@@ -72,25 +72,9 @@ export class PgCluster {
     clearTimeout(timer);
   }
 
-  /**
-   * A crash, as when the host dies: SIGKILL to the postmaster and every
-   * process it started, at once, so none of them writes or answers after it.
-   * Waits until all are gone (a restart needs the shared memory released).
-   */
+  /** A crash, as when the host dies: kill -9 of the server and all its processes (see crashPostgres). */
   async kill9(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const pids = [this.pid, ...childPids(this.pid)];
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
-    await this.exited;
-    const deadline = Date.now() + 30_000;
-    while (pids.some((pid) => existsSync(`/proc/${pid}`)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (this.child && this.exited) await crashPostgres(this.child, this.exited);
   }
 
   /** Run SQL through psql; returns unaligned, tuples-only output. */
@@ -107,22 +91,6 @@ export class PgCluster {
     await this.stop();
     rmSync(this.root, { recursive: true, force: true });
   }
-}
-
-/** The processes whose parent is `pid` (from /proc). */
-function childPids(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      // Field 4 of /proc/PID/stat is the parent; the command name before it is in parentheses and may hold spaces.
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
-    } catch {
-      /* exited meanwhile */
-    }
-  }
-  return out;
 }
 
 /** A PostgreSQL tool running in the background (pg_receivewal, …). */
