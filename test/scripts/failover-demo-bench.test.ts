@@ -57,8 +57,8 @@ t.test('npm run demo: quorum commits, then a failover that keeps every acknowled
 t.test('the failover benchmark group: one round, both rows, everything removed', async (t) => {
   const r = await runScript(t, 'dist/bench/failover.js', { WK_BENCH_FAILOVER_ROUNDS: '1' }, 240_000);
   t.equal(r.code, 0, 'node dist/bench/failover.js exits 0');
-  t.match(r.output, /promote → writable \s*\| walkeeper promote \+ propose \| \d+ ms \| pg_ctl promote, native sync standby \| \d+ ms \| [\d.]+x/, 'the promote → writable row');
-  t.match(r.output, /promote → first sync commit \s*\| walkeeper promote \+ propose \| \d+ ms \| pg_ctl promote, native sync standby \| \d+ ms \| [\d.]+x/, 'the promote → first commit row');
+  t.match(r.output, /promote → writable\s*\|\s*walkeeper promote \+ propose\s*\|\s*\d+ ms\s*\|\s*pg_ctl promote, native sync standby\s*\|\s*\d+ ms\s*\|\s*[\d.]+x/, 'the promote → writable row');
+  t.match(r.output, /promote → first sync commit\s*\|\s*walkeeper promote \+ propose\s*\|\s*\d+ ms\s*\|\s*pg_ctl promote, native sync standby\s*\|\s*\d+ ms\s*\|\s*[\d.]+x/, 'the promote → first commit row');
   t.same(r.left, [], `every temp directory is removed (left: ${r.left.join(', ') || 'none'})`);
   if (r.code !== 0) t.comment(r.output.slice(-4000));
 });
