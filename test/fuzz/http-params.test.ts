@@ -5,9 +5,8 @@
 // changes anywhere: not the timelines' files, not a file next to the data
 // directory that a path traversal would reach.
 import t from 'tap';
-import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { Daemon } from '../../src/daemon/daemon.js';
 import { silentLogger } from '../../src/log.js';
@@ -16,25 +15,13 @@ import type { DaemonProc } from '../daemon/helpers.js';
 import { TENANT, TIMELINE } from '../daemon/helpers.js';
 import { announceFuzz, checkAsyncProperty } from '../helpers/fuzz.js';
 import { tempDir } from '../helpers/support.js';
+import { treeHash } from './sessions.js';
 
 announceFuzz(t);
 
 const OTHER_TIMELINE = 'ab'.repeat(16);
 
 /** Every file under `dir` with its SHA-256, as one sorted listing. */
-function treeHash(dir: string): string {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    for (const f of readdirSync(d).sort()) {
-      const p = join(d, f);
-      if (statSync(p).isDirectory()) walk(p);
-      else out.push(`${relative(dir, p)} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`);
-    }
-  };
-  walk(dir);
-  return out.join('\n');
-}
-
 const hexId = fc.stringMatching(/^[0-9a-fA-F]{32}$/);
 /** A path segment as an attacker would write it (already URL-encoded where it must be). */
 const hostileSegment = fc.oneof(
