@@ -8,14 +8,15 @@
 // compares MB/s archived (bytes / time until backup_lsn reached the end)
 // with MB/s ingested (bytes / push time); the name carries the lag figures
 // (max during the push, at the end of the push) and the drain time.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatLsn, parseLsn, segmentFloor, type Lsn } from '../src/lsn.js';
+import { formatLsn, parseLsn } from '../src/lsn.js';
 import { S3_TEST_CREDENTIALS, S3TestServer } from '../support/s3-server.js';
-import { chownToPg, freePort, runPgOk, startCluster } from '../test/helpers/pg.js';
+import { freePort } from '../test/helpers/pg.js';
 import { WalFeeder } from '../test/replication-e2e/feeder.js';
 import { mbPerSec, type BenchRow } from './lib.js';
+import { cachedWal, type GeneratedWal } from './generated-wal.js';
 import { startSafekeeper } from './pg-local.js';
 
 const SEG = 16 << 20;
@@ -27,55 +28,25 @@ const SLICE = 4 * SEG;
 // The daemons talk to s3rver with its fixed key pair.
 Object.assign(process.env, S3_TEST_CREDENTIALS);
 
-interface Meta {
-  start: string;
-  end: string;
-  systemId: string;
-  pgVersion: number;
-}
-
 function log(msg: string): void {
   process.stderr.write(`\n  archive-ingest: ${msg}`);
 }
 
 /** The cached primary's pg_wal holding [start, end). */
-async function cachedWal(mb: number): Promise<{ walDir: string; meta: Meta }> {
-  const cache = join(tmpdir(), 'walkeeper-bench', `archive-ingest-${mb}mb`);
-  const dataDir = join(cache, 'data');
-  const metaPath = join(cache, 'meta.json');
-  if (existsSync(metaPath)) return { walDir: join(dataDir, 'pg_wal'), meta: JSON.parse(readFileSync(metaPath, 'utf8')) as Meta };
-  rmSync(cache, { recursive: true, force: true });
-  mkdirSync(cache, { recursive: true });
-  chownToPg(join(tmpdir(), 'walkeeper-bench'));
-  await runPgOk('initdb', ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
-  const teardown: Array<() => unknown> = [];
-  try {
-    const conf = { wal_keep_size: `${mb * 2}MB`, max_wal_size: `${mb * 4}MB`, checkpoint_timeout: '1h', autovacuum: 'off' };
-    const pg = await startCluster({ teardown: (fn) => teardown.push(fn) }, { dataDir, conf, keep: true });
-    const lsn = async (): Promise<Lsn> => parseLsn(await pg.sql('select pg_current_wal_lsn()'));
-    const start = segmentFloor(await lsn(), SEG);
-    const target = start + BigInt(mb) * (1n << 20n);
-    log(`making ${mb} MiB of WAL ...`);
-    await pg.pgbench(['-i', '-q', '-s', String(Math.max(1, Math.floor((mb * 0.5) / 13)))]);
-    await pg.pgbench(['-n', '-c', '4', '-j', '2', '-T', '5']);
-    await pg.sql('create table filler (id int, pad text)');
-    for (let i = 0; (await lsn()) < target; i++) {
-      await pg.sql(`insert into filler select g, repeat(md5(g::text), 3) from generate_series(${i * 50_000 + 1}, ${(i + 1) * 50_000}) g`);
-    }
-    const ret = parseLsn(await pg.sql('select pg_switch_wal()'));
-    const end = segmentFloor(ret, SEG) === ret ? ret : segmentFloor(ret, SEG) + BigInt(SEG);
-    const meta: Meta = {
-      start: String(start),
-      end: String(end),
-      systemId: await pg.sql('select system_identifier from pg_control_system()'),
-      pgVersion: Number(await pg.sql('show server_version_num')),
-    };
-    await pg.stop();
-    writeFileSync(metaPath, JSON.stringify(meta));
-    return { walDir: join(dataDir, 'pg_wal'), meta };
-  } finally {
-    for (const fn of teardown.reverse()) await fn();
-  }
+async function cachedPrimaryWal(mb: number): Promise<{ walDir: string; meta: GeneratedWal }> {
+  const { dataDir, meta } = await cachedWal({
+    name: `archive-ingest-${mb}mb`,
+    mb,
+    segSize: SEG,
+    conf: { wal_keep_size: `${mb * 2}MB`, max_wal_size: `${mb * 4}MB`, checkpoint_timeout: '1h', autovacuum: 'off' },
+    keep: true,
+    load: async (pg) => {
+      await pg.pgbench(['-i', '-q', '-s', String(Math.max(1, Math.floor((mb * 0.5) / 13)))]);
+      await pg.pgbench(['-n', '-c', '4', '-j', '2', '-T', '5']);
+    },
+    log,
+  });
+  return { walDir: join(dataDir, 'pg_wal'), meta };
 }
 
 interface Daemon {
@@ -108,7 +79,7 @@ interface IngestResult {
   lagAtPushEndSegs: number;
 }
 
-async function ingest(walDir: string, meta: Meta, archiveArgs: string[]): Promise<IngestResult> {
+async function ingest(walDir: string, meta: GeneratedWal, archiveArgs: string[]): Promise<IngestResult> {
   const start = BigInt(meta.start);
   const end = BigInt(meta.end);
   const dataDir = join(tmpdir(), `wk-bench-archive-${process.pid}`);
@@ -182,7 +153,7 @@ function row(backend: string, r: IngestResult): BenchRow {
 export async function archiveIngestRows(): Promise<BenchRow[]> {
   if (process.env.WK_BENCH_ARCHIVE === '0') return [];
   const mb = Number(process.env.WK_BENCH_ARCHIVE_MB ?? 512);
-  const { walDir, meta } = await cachedWal(mb);
+  const { walDir, meta } = await cachedPrimaryWal(mb);
   const rows: BenchRow[] = [];
 
   const dir = join(tmpdir(), `wk-bench-archive-dir-${process.pid}`);

@@ -19,27 +19,21 @@
 // WK_BENCH_CPU_PROF=<dir> (run the daemon with --cpu-prof into that directory).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { formatLsn, parseLsn, segmentFileName, segmentFloor, segmentNumber, type Lsn } from '../src/lsn.js';
+import { formatLsn, segmentFileName, segmentNumber, type Lsn } from '../src/lsn.js';
 import { projectRoot } from '../src/hot/wasm.js';
-import { chownToPg, freePort, pgBin, pgSpawnOptions, pgTempDir, runPgOk, startCluster, type PgCluster } from '../test/helpers/pg.js';
+import { chownToPg, freePort, pgBin, pgSpawnOptions, pgTempDir, startCluster, type PgCluster } from '../test/helpers/pg.js';
 import { WalFeeder } from '../test/replication-e2e/feeder.js';
 import { makeCa, makeServerCert, type CertFiles } from '../test/helpers/tls.js';
+import { cachedWal, type GeneratedWal } from './generated-wal.js';
 import { mbPerSec, median, type BenchRow } from './lib.js';
 
 const SEG = 16 << 20;
 const TENANT = 'be0c'.repeat(8);
 const TIMELINE = 'feed'.repeat(8);
-
-interface Meta {
-  start: string;
-  end: string;
-  systemId: string;
-  pgVersion: number;
-}
 
 function log(msg: string): void {
   process.stderr.write(`\n  replication: ${msg}`);
@@ -57,46 +51,20 @@ function clusterConf(mb: number): Record<string, string | number> {
 }
 
 /** The cached primary: a stopped data directory holding [start, end) in pg_wal. */
-async function cachedPrimary(mb: number): Promise<{ dataDir: string; meta: Meta }> {
-  const cache = join(tmpdir(), 'walkeeper-bench', `replication-${mb}mb`);
-  const dataDir = join(cache, 'data');
-  const metaPath = join(cache, 'meta.json');
-  if (existsSync(metaPath)) return { dataDir, meta: JSON.parse(readFileSync(metaPath, 'utf8')) as Meta };
-
-  rmSync(cache, { recursive: true, force: true });
-  mkdirSync(cache, { recursive: true });
-  chownToPg(join(tmpdir(), 'walkeeper-bench'));
-  await runPgOk('initdb', ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
-  const teardown: Teardown[] = [];
-  try {
-    const pg = await startCluster({ teardown: (fn) => teardown.push(fn) }, { dataDir, conf: clusterConf(mb) });
-    const lsn = async (): Promise<Lsn> => parseLsn(await pg.sql('select pg_current_wal_lsn()'));
-    const start = segmentFloor(await lsn(), SEG);
-    const target = start + BigInt(mb) * (1n << 20n);
-    log(`making ${mb} MiB of WAL (pgbench -i, a pgbench run, bulk inserts) ...`);
-    // pgbench -i writes about 13 MB of WAL per scale unit.
-    await pg.pgbench(['-i', '-q', '-s', String(Math.max(1, Math.floor((mb * 0.8) / 13)))]);
-    await pg.sql('checkpoint');
-    await pg.pgbench(['-n', '-c', '4', '-j', '2', '-T', String(Math.min(10, Math.max(2, Math.floor(mb / 100))))]);
-    await pg.sql('create table filler (id int, pad text)');
-    for (let i = 0; (await lsn()) < target; i++) {
-      await pg.sql(`insert into filler select g, repeat(md5(g::text), 3) from generate_series(${i * 50_000 + 1}, ${(i + 1) * 50_000}) g`);
-    }
-    // Finish the segment: the WAL served ends at a segment boundary.
-    const ret = parseLsn(await pg.sql('select pg_switch_wal()'));
-    const end = segmentFloor(ret, SEG) === ret ? ret : segmentFloor(ret, SEG) + BigInt(SEG);
-    const meta: Meta = {
-      start: String(start),
-      end: String(end),
-      systemId: await pg.sql('select system_identifier from pg_control_system()'),
-      pgVersion: Number(await pg.sql('show server_version_num')),
-    };
-    await pg.stop();
-    writeFileSync(metaPath, JSON.stringify(meta));
-    return { dataDir, meta };
-  } finally {
-    for (const fn of teardown.reverse()) await fn();
-  }
+async function cachedPrimary(mb: number): Promise<{ dataDir: string; meta: GeneratedWal }> {
+  return cachedWal({
+    name: `replication-${mb}mb`,
+    mb,
+    segSize: SEG,
+    conf: clusterConf(mb),
+    load: async (pg) => {
+      // pgbench -i writes about 13 MB of WAL per scale unit.
+      await pg.pgbench(['-i', '-q', '-s', String(Math.max(1, Math.floor((mb * 0.8) / 13)))]);
+      await pg.sql('checkpoint');
+      await pg.pgbench(['-n', '-c', '4', '-j', '2', '-T', String(Math.min(10, Math.max(2, Math.floor(mb / 100))))]);
+    },
+    log,
+  });
 }
 
 interface Daemon {
