@@ -27,6 +27,7 @@ import { formatLsn, segmentFileName, segmentNumber, type Lsn } from '../src/lsn.
 import { projectRoot } from '../src/hot/wasm.js';
 import { chownToPg, freePort, pgBin, pgSpawnOptions, pgTempDir, startCluster, type PgCluster } from '../test/helpers/pg.js';
 import { WalFeeder } from '../test/replication-e2e/feeder.js';
+import { cpuBetween, snapshotTrees } from './proc-cpu.js';
 import { makeCa, makeServerCert, type CertFiles } from '../test/helpers/tls.js';
 import { cachedWal, type GeneratedWal } from './generated-wal.js';
 import { mbPerSec, median, type BenchRow } from './lib.js';
@@ -117,7 +118,11 @@ async function startWalkeeper(dataDir: string, tls: CertFiles): Promise<Daemon> 
   }
   return {
     port: pgPort,
-    cpuMs: () => procCpuMs(proc.pid!),
+    // The whole tree: bin/walkeeper.js hands itself to Node 24 when started by an older Node.
+    cpuMs: () => {
+      const t = cpuBetween(new Map(), snapshotTrees([proc.pid!]));
+      return (t.userUs + t.sysUs) / 1000;
+    },
     async stop() {
       if (proc.exitCode === null) proc.kill('SIGTERM');
       await exited;

@@ -174,13 +174,19 @@ function readFullySync(seg: OpenSegment, offset: number, buf: Uint8Array, want: 
 }
 
 /**
- * A synchronous read slower than this waited for the disk. (A few
+ * A synchronous read slower than this may have waited for the disk. (A few
  * milliseconds happen from the page cache too, when the scheduler is busy:
  * with 2 ms, 1 read in 500 counted as slow while streaming on a loaded
  * 2-CPU machine.)
  */
 const SLOW_SYNC_READ_MS = 10;
-/** After one, this many reads go through the thread pool before trying synchronous reads again. */
+/**
+ * Slow reads in a row that mean the stream reads from the disk. One alone
+ * is as likely the scheduler preempting us on a busy machine; a stream of
+ * page cache misses makes every read slow.
+ */
+const SLOW_SYNC_READS_IN_A_ROW = 2;
+/** Then this many reads go through the thread pool before trying synchronous reads again. */
 const ASYNC_READS_AFTER_SLOW = 64;
 
 /**
@@ -214,10 +220,10 @@ export async function readSegmentFile(dir: string, walSegSize: number, timelines
  * end of the WAL, which is in the page cache, and copying 128 KiB from there
  * takes tens of microseconds: less than handing the read to the thread pool
  * and waking up for its result costs, which measured about three times the
- * CPU per byte streamed (bench/replication.ts). A synchronous read that took
- * long (a page cache miss: old WAL on a slow disk) switches the reader to
- * thread-pool reads for a while, so that it does not hold up the event loop
- * and with it every other connection.
+ * CPU per byte streamed (bench/replication.ts). Synchronous reads that take
+ * long twice in a row (page cache misses: old WAL on a slow disk) switch the
+ * reader to thread-pool reads for a while, so that it does not hold up the
+ * event loop and with it every other connection.
  */
 export class SegmentFileReader implements WalReader {
   private readonly files = new Map<bigint, Promise<OpenSegment>>();
@@ -226,6 +232,8 @@ export class SegmentFileReader implements WalReader {
   generation = 0;
   /** Reads left to make through the thread pool after a slow synchronous one. */
   private asyncReads = 0;
+  /** Synchronous reads in a row slower than SLOW_SYNC_READ_MS. */
+  private slowInARow = 0;
   readonly stats = { syncReads: 0, asyncReads: 0, slowSyncReads: 0 };
 
   constructor(
@@ -236,6 +244,8 @@ export class SegmentFileReader implements WalReader {
     private readonly onClose?: (r: SegmentFileReader) => void,
     /** Files kept open at most (a message may span two segments). */
     private readonly maxOpen = 2,
+    /** Milliseconds clock timing the synchronous reads (tests make reads look slow). */
+    private readonly clock: () => number = () => performance.now(),
   ) {}
 
   async read(lsn: Lsn, buf: Uint8Array): Promise<number> {
@@ -262,12 +272,17 @@ export class SegmentFileReader implements WalReader {
         this.stats.asyncReads++;
         return await readFully(seg, offset, buf, want);
       }
-      const t0 = performance.now();
+      const t0 = this.clock();
       const n = readFullySync(seg, offset, buf, want);
       this.stats.syncReads++;
-      if (performance.now() - t0 > SLOW_SYNC_READ_MS) {
+      if (this.clock() - t0 > SLOW_SYNC_READ_MS) {
         this.stats.slowSyncReads++;
-        this.asyncReads = ASYNC_READS_AFTER_SLOW;
+        if (++this.slowInARow >= SLOW_SYNC_READS_IN_A_ROW) {
+          this.slowInARow = 0;
+          this.asyncReads = ASYNC_READS_AFTER_SLOW;
+        }
+      } else {
+        this.slowInARow = 0;
       }
       return n;
     } catch (err) {

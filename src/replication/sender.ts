@@ -22,18 +22,25 @@ import { copyDone } from '../pq/backend.js';
 import { describeTag, FrontendTag } from '../pq/tags.js';
 import { WalReadError, WalSegmentMissingError, type ReaderHandle, type WaitTarget, type WalReader, type WalSource } from './source.js';
 
-/** PostgreSQL sends at most this much WAL per XLogData (16 pages of 8 KiB). */
-export const MAX_SEND_SIZE = 128 * 1024;
-/** Written full-size message buffers a stream keeps for reuse. */
-const SPARE_BUFFERS = 4;
 /**
- * While the socket takes everything at once (Node 20 then returns true
- * from write()), the send loop goes back to the event loop after this many
- * bytes: other connections get their turn (a WAL push must not wait for a
- * reader), and the write callbacks that hand buffers back for reuse run.
- * Two messages per turn keeps reuse at nearly 100 % with SPARE_BUFFERS.
+ * The most WAL one XLogData carries. PostgreSQL's walsender sends at most
+ * 128 KiB (16 pages); its receivers (walreceiver, pg_receivewal, through
+ * libpq) and ours take a CopyData of any length. A stream catching up sends
+ * 1 MiB messages: an eighth of the reads, writes and wake-ups per GiB on
+ * both ends (docs/performance.md §6). Under our own clients' frame limit
+ * (1 MiB + 1 KiB, src/hot/frames.ts).
  */
-const YIELD_BYTES = 2 * MAX_SEND_SIZE;
+export const MAX_SEND_SIZE = 1024 * 1024;
+/** Written full-size message buffers a stream keeps for reuse while it catches up; dropped once it has. */
+const SPARE_BUFFERS = 3;
+/**
+ * While the socket takes everything at once (write() returns true), the
+ * send loop goes back to the event loop after this many bytes: other
+ * connections get their turn (a WAL push must not wait long behind a
+ * reader), and the write callbacks that hand buffers back for reuse run.
+ * Less than one full message: a turn after every full message.
+ */
+const YIELD_BYTES = 256 * 1024;
 
 export interface StreamPlan {
   /** First byte to send: the first XLogData starts exactly here. */
@@ -254,6 +261,8 @@ class WalStream {
       const limit = this.limit();
       if (this.sent >= limit) {
         ahead = null;
+        // Caught up: the next messages are small; give the full-size buffers back.
+        this.spare.length = 0;
         await this.source.waitFor(this.sent, this.plan.follow, signal);
         continue;
       }

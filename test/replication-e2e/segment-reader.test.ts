@@ -116,3 +116,33 @@ t.test('TimelineWalSource: a truncation invalidates the readers of every stream'
   a.close();
   b.close();
 });
+
+t.test('one slow synchronous read is not a disk wait; two in a row switch to thread-pool reads for a while', async (t) => {
+  const d = dir(t);
+  writeFileSync(join(d, seg(1)), filled(7));
+  // A clock each read asks twice (before and after): a read is "slow" when the second answer is 20 ms on.
+  const slow = new Set<number>();
+  let calls = 0;
+  let now = 0;
+  const clock = (): number => {
+    calls++;
+    if (calls % 2 === 0 && slow.has(calls / 2)) now += 20;
+    return now;
+  };
+  const r = new SegmentFileReader(d, () => SEG, () => [1], undefined, 2, clock);
+  t.teardown(() => r.close());
+  const readN = async (n: number): Promise<void> => {
+    for (let i = 0; i < n; i++) t.equal(await readByte(r, at(1, i * 16)), 7);
+  };
+  // Sync read number k (1-based) is slow when k is in `slow`.
+  slow.add(2);
+  await readN(4);
+  t.same(r.stats, { syncReads: 4, asyncReads: 0, slowSyncReads: 1 }, 'a lone slow read (preemption) keeps reads synchronous');
+  slow.add(6).add(7);
+  await readN(3);
+  t.same(r.stats, { syncReads: 7, asyncReads: 0, slowSyncReads: 3 }, 'the second slow read in a row');
+  await readN(64);
+  t.same(r.stats, { syncReads: 7, asyncReads: 64, slowSyncReads: 3 }, 'then 64 reads through the thread pool');
+  await readN(1);
+  t.same(r.stats, { syncReads: 8, asyncReads: 64, slowSyncReads: 3 }, 'then synchronous again');
+});

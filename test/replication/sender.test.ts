@@ -56,9 +56,9 @@ const streamedTo = (conn: FakeConn, start: Lsn) => (msgs: ServerMessage[]) => {
 };
 const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
 
-t.test('streams from exactly the start, in ≤128 KiB messages cut at pages, up to commit', async (t) => {
+t.test('streams from exactly the start, in ≤1 MiB messages cut at pages, up to commit', async (t) => {
   const start = parseLsn('0/1000123');
-  const commit = parseLsn('0/1060010');
+  const commit = parseLsn('0/1300010');
   const source = new MemWalSource({ commit, flush: commit + 5000n });
   const conn = new FakeConn();
   const done = handleReplicationQuery(`START_REPLICATION ${formatLsn(start)} TIMELINE 1`, conn, source);
@@ -69,9 +69,9 @@ t.test('streams from exactly the start, in ≤128 KiB messages cut at pages, up 
   t.equal(xs[0].dataStart, start, 'first XLogData at the requested position');
   t.equal(checkStream(t, msgs, start), commit);
   for (const x of xs) t.ok(x.wal.length <= MAX_SEND_SIZE);
-  // All but the last end on a page boundary; the first is cut short of 128 KiB at one.
+  // All but the last end on a page boundary; the first is cut short of MAX_SEND_SIZE at one.
   for (const x of xs.slice(0, -1)) t.equal((x.dataStart + BigInt(x.wal.length)) % 8192n, 0n);
-  t.equal(xs[0].wal.length, Number(((start + 131072n) / 8192n) * 8192n - start));
+  t.equal(xs[0].wal.length, Number(((start + BigInt(MAX_SEND_SIZE)) / 8192n) * 8192n - start));
   t.equal(xs[1].wal.length, MAX_SEND_SIZE);
   for (const x of xs) t.equal(x.walEnd, commit, 'walEnd = what may be sent');
   // The reader is registered while streaming.
