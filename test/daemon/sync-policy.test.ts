@@ -20,8 +20,9 @@ t.test('one busy timeline: blocking rounds; two: thread-pool rounds', async (t) 
   const r = await pushWal(a, wal, aPos, aPos + 16n * step, 8192, 1);
   aPos += 16n * step;
   t.equal(r.acked, aPos, 'every request acknowledged');
-  t.ok(stats.blocking >= 16, `blocking rounds while A is alone (${JSON.stringify(stats)})`);
-  t.equal(stats.pool, 0, 'none on the thread pool');
+  // The first round blocks; later ones do unless one was slower than the limit (a busy disk).
+  t.ok(stats.blocking >= 1, `blocking rounds while A is alone (${JSON.stringify(stats)})`);
+  t.ok(stats.pool === 0 || stats.slowBlocking > 0, 'on the thread pool only after a slow blocking round');
 
   const b = await electProposer(port, wal, { timelineId: B });
   let bPos = wal.startLsn;
