@@ -7,7 +7,8 @@
 // while it runs are covered by the next single sync. request() starts a
 // round unless one is running; syncNow() is the same round, blocking (the
 // acceptor needs it before persisting a vote or an epoch switch). Both end
-// in the same bookkeeping, completed().
+// in the same bookkeeping, completed(). A round of request() itself blocks
+// when hooks.mayBlock() says so (timeline/sync-policy.ts).
 import type { Lsn } from '../lsn.js';
 
 /** The files a sync round flushes (storage/segments.ts WalSegments). */
@@ -21,8 +22,10 @@ export interface SyncableWal {
 }
 
 export interface GroupCommitHooks {
-  /** A sync round of `seconds` finished: every write through `synced` is durable. */
-  synced(synced: Lsn, seconds: number): void;
+  /** A sync round of `seconds` finished (`blocking`: it ran on the event loop): every write through `synced` is durable. */
+  synced(synced: Lsn, seconds: number, blocking: boolean): void;
+  /** Whether the next round may run on the event loop rather than the thread pool (timeline/sync-policy.ts); default no. */
+  mayBlock?(): boolean;
   /** A sync failed: nothing more may become durable. Returns the error to throw. */
   failed(err: Error): Error;
   /** Whether syncing has stopped for good (the timeline failed). */
@@ -74,11 +77,13 @@ export class GroupCommit {
     if (target <= this.synced && !this.wal?.needsSync) return;
     const gen = this.gen;
     const t0 = performance.now();
-    const round = this.wal ? this.wal.sync() : Promise.resolve();
+    const blocking = this.wal !== undefined && (this.hooks.mayBlock?.() ?? false);
+    // Either way the round completes in a later microtask, after its fdatasync.
+    const round = !this.wal ? Promise.resolve() : blocking ? syncBlocking(this.wal) : this.wal.sync();
     this.syncing = round.then(
       () => {
         this.syncing = undefined;
-        this.completed(target, gen, t0);
+        this.completed(target, gen, t0, blocking);
         if (this.written > this.synced || this.wanted > this.synced) this.request();
       },
       (err: Error) => {
@@ -99,7 +104,7 @@ export class GroupCommit {
     } catch (err) {
       throw this.hooks.failed(err as Error);
     }
-    this.completed(target, this.gen, t0);
+    this.completed(target, this.gen, t0, true);
   }
 
   /** Resolves once no round is running (all writes so far durable when it resolves unhalted). */
@@ -112,8 +117,18 @@ export class GroupCommit {
     }
   }
 
-  private completed(target: Lsn, gen: number, t0: number): void {
+  private completed(target: Lsn, gen: number, t0: number, blocking: boolean): void {
     if (gen === this.gen && target > this.synced) this.synced = target;
-    this.hooks.synced(this.synced, (performance.now() - t0) / 1000);
+    this.hooks.synced(this.synced, (performance.now() - t0) / 1000, blocking);
+  }
+}
+
+/** A blocking round as a settled promise (a failure becomes a rejection, as from the thread pool). */
+function syncBlocking(wal: SyncableWal): Promise<void> {
+  try {
+    wal.syncNow();
+    return Promise.resolve();
+  } catch (err) {
+    return Promise.reject(err as Error);
   }
 }

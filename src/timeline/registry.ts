@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { formatLsn } from '../lsn.js';
 import { removeInterruptedDeletions } from '../storage/remove.js';
 import { ID_HEX, keyString, type TimelineKey } from './ids.js';
+import { SyncPolicy } from './sync-policy.js';
 import { Timeline, type TimelineObserver } from './timeline.js';
 
 export interface RegistryOptions {
@@ -32,7 +33,15 @@ export class TimelineRegistry {
   /** Timelines being deleted: getOrCreate refuses them until the deletion is over. */
   private readonly deleting = new Set<string>();
 
+  /** Whether a timeline's sync round may block the event loop: decided across all of them. */
+  readonly syncPolicy = new SyncPolicy();
+
   constructor(private readonly opts: RegistryOptions) {}
+
+  private make(key: TimelineKey, log: Logger): Timeline {
+    const { root, noSync, observer, maxTimelineDiskUsage } = this.opts;
+    return new Timeline({ root, key, noSync, log, observer, maxDiskUsage: maxTimelineDiskUsage, syncPolicy: this.syncPolicy });
+  }
 
   /** The data directory holding `<tenant>/<timeline>` directories. */
   get root(): string {
@@ -59,7 +68,7 @@ export class TimelineRegistry {
     if (this.deleting.has(name)) throw new Error(`timeline ${name} is being deleted`);
     let tl = this.timelines.get(name);
     if (!tl) {
-      tl = new Timeline({ root: this.opts.root, key, noSync: this.opts.noSync, log: this.opts.log, observer: this.opts.observer, maxDiskUsage: this.opts.maxTimelineDiskUsage });
+      tl = this.make(key, this.opts.log);
       this.timelines.set(name, tl);
     }
     return tl;
@@ -80,7 +89,7 @@ export class TimelineRegistry {
         const name = keyString(key);
         const started = performance.now();
         try {
-          const tl = new Timeline({ root: this.opts.root, key, noSync: this.opts.noSync, log, observer: this.opts.observer, maxDiskUsage: this.opts.maxTimelineDiskUsage });
+          const tl = this.make(key, log);
           const end = await tl.load();
           this.timelines.set(name, tl);
           const scan = tl.lastScan;

@@ -17,6 +17,7 @@ import { DiskCapError, walFootprint, type ArchiveProgress } from './lifecycle-st
 import { localStartLsn } from '../storage/wal-removal.js';
 import { keyString, type TimelineKey } from './ids.js';
 import { DurabilityListeners, type DurabilityListener, type PushSessionView } from './sessions.js';
+import type { SyncPolicy } from './sync-policy.js';
 
 export { TimelineFailedError, type TimelineStats } from './acceptor-storage.js';
 export type { DurabilityListener, PushSessionView } from './sessions.js';
@@ -32,6 +33,8 @@ export interface TimelineOptions {
   observer?: TimelineObserver;
   /** Appends that would put more WAL segment bytes than this on disk are refused (0: no cap). */
   maxDiskUsage?: number;
+  /** Shared by the daemon's timelines: whether a sync round may block the event loop (default: never). */
+  syncPolicy?: SyncPolicy;
 }
 
 /** Watches a timeline's storage work (the metrics registry implements it). */
@@ -89,12 +92,15 @@ export class Timeline {
     this.log = opts.log.child({ timeline: this.name });
     this.observer = opts.observer;
     this.maxDiskUsage = opts.maxDiskUsage ?? 0;
+    const policy = opts.syncPolicy;
     this.groupCommit = new GroupCommit({
-      synced: (synced, seconds) => {
+      synced: (synced, seconds, blocking) => {
         this.stats.syncs++;
+        policy?.synced(this.name, seconds * 1000, blocking);
         this.observer?.walSynced?.(this, seconds);
         this.listeners.durable(synced);
       },
+      mayBlock: policy ? () => policy.mayBlock(this.name) : undefined,
       failed: (err) => this.storage.fail(this.storage.ioError(err, 'sync WAL')),
       halted: () => this.storage.failure !== undefined,
     });

@@ -29,12 +29,17 @@ class FakeWal implements SyncableWal {
   }
 }
 
-function setup() {
+function setup(mayBlock?: () => boolean) {
   const durable: bigint[] = [];
   const failures: Error[] = [];
+  const rounds: boolean[] = [];
   let halted = false;
   const gc = new GroupCommit({
-    synced: (synced) => durable.push(synced),
+    synced: (synced, _seconds, blocking) => {
+      durable.push(synced);
+      rounds.push(blocking);
+    },
+    mayBlock,
     failed: (err) => {
       failures.push(err);
       halted = true;
@@ -44,7 +49,7 @@ function setup() {
   });
   const wal = new FakeWal();
   gc.wal = wal;
-  return { gc, wal, durable, failures };
+  return { gc, wal, durable, failures, rounds };
 }
 
 t.test('one sync covers the writes that arrived together; later ones wait for the next', async (t) => {
@@ -119,4 +124,39 @@ t.test('without files nothing is synced until a position is wanted beyond the du
   gc.request(200n);
   await gc.quiesce();
   t.same(durable, [200n], 'a wanted position beyond the durable end is reached once the (empty) round ends');
+});
+
+t.test('a round the policy lets block runs syncNow, yet completes only in a later microtask, after it', async (t) => {
+  let allow = true;
+  const { gc, wal, durable, rounds } = setup(() => allow);
+  gc.wrote(100n);
+  gc.request(100n);
+  t.equal(wal.syncNows, 1, 'the fdatasync ran on the spot');
+  t.equal(wal.pending.length, 0, 'nothing handed to the thread pool');
+  t.same(durable, [], 'not reported inside request()');
+  await Promise.resolve();
+  t.same(durable, [100n]);
+  t.same(rounds, [true]);
+  allow = false;
+  gc.wrote(200n);
+  gc.request(200n);
+  t.equal(wal.pending.length, 1, 'refused: the thread pool');
+  await wal.finish();
+  t.same(durable, [100n, 200n]);
+  t.same(rounds, [true, false]);
+});
+
+t.test('a failed blocking round is reported like a failed background one and stops further syncs', async (t) => {
+  const { gc, wal, durable, failures } = setup(() => true);
+  wal.failNow = new Error('EIO');
+  gc.wrote(100n);
+  gc.request(100n);
+  await new Promise((r) => setImmediate(r));
+  t.same(durable, []);
+  t.equal(failures.length, 1);
+  t.equal(failures[0].message, 'EIO');
+  wal.failNow = undefined;
+  gc.wrote(200n);
+  gc.request(200n);
+  t.equal(wal.syncNows, 1, 'halted: no further round');
 });
