@@ -189,6 +189,10 @@ class WalkeeperQuorum implements Member {
     return [this.proposer, ...this.safekeepers].flatMap((p) => (p?.child.pid ? [p.child.pid] : []));
   }
 
+  proposerPid(): number | undefined {
+    return this.proposer?.child.pid;
+  }
+
   describe(): string {
     return (this.proposer?.output ?? '').slice(-2000);
   }
@@ -260,6 +264,12 @@ export class StandbySides {
   /** Process trees of the side in use. */
   pids(): number[] {
     return this.current?.members.flatMap((m) => m.pids()) ?? [];
+  }
+
+  /** The proposer of the side in use, when it is a walkeeper side: its share of the side's CPU is shown apart. */
+  proposerPid(): number | undefined {
+    for (const m of this.current?.members ?? []) if (m instanceof WalkeeperQuorum) return m.proposerPid();
+    return undefined;
   }
 
   private async waitCaughtUp(side: Side): Promise<void> {

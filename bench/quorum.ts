@@ -21,6 +21,8 @@
 // (default 2); WK_BENCH_QUORUM_WARMUP (default 3: seconds of unmeasured
 // pgbench after each side switch); WK_BENCH_QUORUM_CLIENTS (default "8,1", a list);
 // WK_BENCH_QUORUM_SIDES (default "first1,any2,receivewal,walkeeper");
+// WK_BENCH_QUORUM_RATE (pgbench -R: a fixed rate in tps instead of as fast
+// as the side allows, so that sides compare their CPU at the same load);
 // WK_BENCH_QUORUM_SK_ARGS (extra safekeeper options, e.g. "--no-sync");
 // WK_BENCH_QUORUM_SAFEKEEPERS (default 3); WK_BENCH_QUORUM_SEG_MB (WAL
 // segment size); WK_BENCH_QUORUM_KEEP_LOGS=DIR keeps pgbench's logs;
@@ -46,6 +48,8 @@ interface Run {
   sysUs: number;
   /** The primary's CPU per transaction (all its processes), in µs: context, not compared. */
   primaryUs: number;
+  /** Of the side's CPU, the proposer's (walkeeper sides; NaN otherwise). */
+  proposerUs: number;
 }
 
 
@@ -79,11 +83,12 @@ interface Medians {
   userUs: number;
   sysUs: number;
   primaryUs: number;
+  proposerUs: number;
 }
 
 function medians(runs: Run[]): Medians {
   const m = (f: (r: Run) => number): number => median(runs.map(f));
-  return { tps: m((r) => r.tps), avgMs: m((r) => r.avgMs), p99Ms: m((r) => r.p99Ms), cpuUs: m((r) => r.userUs + r.sysUs), userUs: m((r) => r.userUs), sysUs: m((r) => r.sysUs), primaryUs: m((r) => r.primaryUs) };
+  return { tps: m((r) => r.tps), avgMs: m((r) => r.avgMs), p99Ms: m((r) => r.p99Ms), cpuUs: m((r) => r.userUs + r.sysUs), userUs: m((r) => r.userUs), sysUs: m((r) => r.sysUs), primaryUs: m((r) => r.primaryUs), proposerUs: m((r) => r.proposerUs) };
 }
 
 const cpuText = (m: Medians): string => `${m.cpuUs.toFixed(0)} µs (u ${m.userUs.toFixed(0)} + s ${m.sysUs.toFixed(0)})`;
@@ -115,6 +120,7 @@ export async function quorumRows(): Promise<BenchRow[]> {
   const rounds = Number(process.env.WK_BENCH_QUORUM_ROUNDS ?? 2);
   const warmup = Number(process.env.WK_BENCH_QUORUM_WARMUP ?? 3);
   const clientCounts = list(process.env.WK_BENCH_QUORUM_CLIENTS, '8,1').map(Number);
+  const rate = process.env.WK_BENCH_QUORUM_RATE ? ['-R', process.env.WK_BENCH_QUORUM_RATE] : [];
   const sideNames = list(process.env.WK_BENCH_QUORUM_SIDES, SIDE_NAMES.join(',')) as SideName[];
   const baseDir = process.env.WK_BENCH_QUORUM_BASE;
   for (const s of sideNames) {
@@ -151,9 +157,12 @@ export async function quorumRows(): Promise<BenchRow[]> {
           const prefix = `tx${r}${side}c${clients}`;
           const cpu0 = snapshotTrees(sides.pids());
           const prim0 = snapshotTrees([primary.pid!]);
-          const out = await primary.pgbench(['-n', '-N', '-c', String(clients), '-j', String(Math.min(2, clients)), '-T', String(seconds), '--log', `--log-prefix=${join(logDir, prefix)}`], { cwd: logDir });
+          const proposerPid = sides.proposerPid();
+          const prop0 = proposerPid ? snapshotTrees([proposerPid]) : null;
+          const out = await primary.pgbench(['-n', '-N', '-c', String(clients), '-j', String(Math.min(2, clients)), '-T', String(seconds), ...rate, '--log', `--log-prefix=${join(logDir, prefix)}`], { cwd: logDir });
           const cpu = cpuBetween(cpu0, snapshotTrees(sides.pids()));
           const prim = cpuBetween(prim0, snapshotTrees([primary.pid!]));
+          const prop = prop0 ? cpuBetween(prop0, snapshotTrees([proposerPid!])) : null;
           const s = pgbenchSummary(out);
           const l = latencyFromLogs(logDir, prefix);
           for (const f of readdirSync(logDir)) {
@@ -162,12 +171,13 @@ export async function quorumRows(): Promise<BenchRow[]> {
             rmSync(join(logDir, f));
           }
           const n = s.transactions;
-          const run: Run = { tps: s.tps, avgMs: s.latencyMs, p99Ms: l.p99Ms, transactions: n, userUs: cpu.userUs / n, sysUs: cpu.sysUs / n, primaryUs: (prim.userUs + prim.sysUs) / n };
+          const run: Run = { tps: s.tps, avgMs: s.latencyMs, p99Ms: l.p99Ms, transactions: n, userUs: cpu.userUs / n, sysUs: cpu.sysUs / n, primaryUs: (prim.userUs + prim.sysUs) / n, proposerUs: prop ? (prop.userUs + prop.sysUs) / n : NaN };
+          const proposerText = prop ? ` (proposer ${run.proposerUs.toFixed(0)})` : '';
           const key = `${clients}/${side}`;
           results.set(key, [...(results.get(key) ?? []), run]);
           process.stderr.write(
             `\n  round ${r + 1} c${clients} ${side.padEnd(10)}: ${run.tps.toFixed(0)} tps, avg ${run.avgMs.toFixed(2)} ms, p99 ${run.p99Ms.toFixed(2)} ms, ` +
-              `side CPU ${(run.userUs + run.sysUs).toFixed(0)} µs/tx (u ${run.userUs.toFixed(0)} s ${run.sysUs.toFixed(0)}), primary ${run.primaryUs.toFixed(0)} µs/tx (${n} tx)`,
+              `side CPU ${(run.userUs + run.sysUs).toFixed(0)} µs/tx (u ${run.userUs.toFixed(0)} s ${run.sysUs.toFixed(0)})${proposerText}, primary ${run.primaryUs.toFixed(0)} µs/tx (${n} tx)`,
           );
         }
       }
@@ -188,10 +198,10 @@ export async function quorumRows(): Promise<BenchRow[]> {
       if (!runs?.length) continue;
       const m = (by[side] = medians(runs));
       process.stderr.write(
-        `  c${clients} median ${side.padEnd(10)}: ${m.tps.toFixed(0)} tps, avg ${m.avgMs.toFixed(2)} ms, p99 ${m.p99Ms.toFixed(2)} ms, side CPU ${cpuText(m)} per tx, primary ${m.primaryUs.toFixed(0)} µs per tx\n`,
+        `  c${clients} median ${side.padEnd(10)}: ${m.tps.toFixed(0)} tps, avg ${m.avgMs.toFixed(2)} ms, p99 ${m.p99Ms.toFixed(2)} ms, side CPU ${cpuText(m)} per tx${Number.isNaN(m.proposerUs) ? '' : ` (proposer ${m.proposerUs.toFixed(0)} µs)`}, primary ${m.primaryUs.toFixed(0)} µs per tx\n`,
       );
     }
-    rows.push(...rowsFor(`pgbench -N s10 c${clients} ${seconds}s ×${rounds}`, by));
+    rows.push(...rowsFor(`pgbench -N s10 c${clients}${rate.length ? ` -R ${rate[1]}` : ''} ${seconds}s ×${rounds}`, by));
   }
   return rows;
 }

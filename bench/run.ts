@@ -10,6 +10,7 @@ import { frameRows } from './frames.js';
 import { printTable, type BenchRow } from './lib.js';
 import { quorumRows } from './quorum.js';
 import { replicationRows } from './replication.js';
+import { socketReadRows } from './socket-read.js';
 
 type RowGroup = [name: string, run: () => Promise<BenchRow[]>];
 
@@ -32,6 +33,7 @@ async function main(): Promise<void> {
   if (walEnd) groups.push(walEnd);
   else process.stderr.write('bench: wal-end.js not built, skipping the end-of-WAL rows\n');
   groups.push(['append', appendRows]);
+  groups.push(['socket-read', socketReadRows]);
   groups.push(['replication', replicationRows]);
   groups.push(['quorum', quorumRows]);
   groups.push(['failover', failoverRows]);

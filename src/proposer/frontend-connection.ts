@@ -23,12 +23,20 @@ import {
   decodeRowDescription,
   passwordMessage,
   query as queryMessage,
+  sslRequest,
   startupMessage,
   terminate,
 } from '../pq/frontend.js';
 import { describeTarget } from './connstr.js';
 import { SCRAM_SHA_256, ScramClient, saslInitialResponse, saslResponse } from './scram.js';
-import { negotiateTls, tryTheOtherWay, tlsAttempts, type TlsClientSettings } from './tls-client.js';
+import { sslAnswer, startTls, tryTheOtherWay, tlsAttempts, type SslAnswer, type TlsClientSettings } from './tls-client.js';
+
+/**
+ * The buffer every plain connection reads into. Safe to share: reads run one
+ * at a time on the event loop and each is copied into its connection's
+ * framer before the next.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 export interface QueryResult {
   fields: string[];
@@ -93,6 +101,10 @@ export abstract class FrontendConnection {
   private chain: Promise<unknown> = Promise.resolve();
   private scram: ScramClient | null = null;
   private socketError: Error | null = null;
+  /** The StartupMessage's parameters besides `user`; set by start(). */
+  private startupParams: Record<string, string> = {};
+  /** SSLRequest was sent: the next bytes read are its answer. */
+  private awaitingSslAnswer = false;
 
   protected constructor(
     private readonly target: FrontendTarget,
@@ -110,7 +122,8 @@ export abstract class FrontendConnection {
     for (let i = 0; ; i++) {
       const conn = make();
       try {
-        return await conn.start(params, attempts[i]);
+        conn.startupParams = params;
+        return await conn.start(attempts[i]);
       } catch (err) {
         if (i + 1 >= attempts.length || !tryTheOtherWay(target.tls, conn.usedTls, err, err instanceof PgServerError)) throw err;
       }
@@ -126,12 +139,15 @@ export abstract class FrontendConnection {
   }
 
   /**
-   * Send the StartupMessage (`user` first, then `params`) once connected;
+   * Send the StartupMessage (`user` first, then startupParams) once connected;
    * resolves at the first ReadyForQuery. Failure or the time limit destroys the socket.
    */
-  private start(params: Record<string, string>, tls: boolean): Promise<this> {
+  private start(tls: boolean): Promise<this> {
     const { host, port } = this.target;
-    const raw = host.startsWith('/') ? netConnect({ path: `${host}/.s.PGSQL.${port}` }) : netConnect({ host, port });
+    // Reads land in one reused buffer and go straight to the framer (which copies them): no
+    // Buffer per read and no Readable stream between the socket and the protocol.
+    const onread = { buffer: READ_BUFFER, callback: (n: number, buf: Buffer): boolean => this.onRead(buf.subarray(0, n)) };
+    const raw = host.startsWith('/') ? netConnect({ path: `${host}/.s.PGSQL.${port}`, onread }) : netConnect({ host, port, onread });
     raw.setNoDelay(true);
     this.watch(raw);
     const timeoutMs = this.target.connectTimeoutMs ?? 10_000;
@@ -151,30 +167,56 @@ export abstract class FrontendConnection {
           reject(e);
         },
       };
-      const begin = (socket: Socket, serverSpoke: boolean): void => {
-        if (socket !== this.socket) this.watch(socket);
-        socket.on('data', (chunk) => this.onData(chunk));
-        socket.resume();
-        if (!serverSpoke) socket.write(startupMessage({ user: this.target.user, ...params }));
-      };
       raw.once('connect', () => {
-        if (!tls || !this.target.tls) return begin(raw, false);
-        negotiateTls(raw, this.target.tls, this.target.serverName ?? host, this.where).then(
-          (n) => {
-            if (this.state === 'closed') {
-              n.socket.destroy();
-              return;
-            }
-            this.usedTls = n.socket !== raw;
-            begin(n.socket, n.kind === 'error');
-          },
-          (err: Error) => {
-            this.fail(err);
-            raw.destroy();
-          },
-        );
+        if (!tls || !this.target.tls) return this.sendStartup();
+        this.awaitingSslAnswer = true;
+        raw.write(sslRequest());
       });
     });
+  }
+
+  private sendStartup(): void {
+    this.socket.write(startupMessage({ user: this.target.user, ...this.startupParams }));
+  }
+
+  /** Bytes read on the plain socket; false stops reading it (TLS takes it over). */
+  private onRead(chunk: Buffer): boolean {
+    if (!this.awaitingSslAnswer) {
+      this.onData(chunk);
+      return true;
+    }
+    this.awaitingSslAnswer = false;
+    const raw = this.socket;
+    const settings = this.target.tls!;
+    let answer: SslAnswer;
+    try {
+      answer = sslAnswer(chunk, settings, this.where);
+    } catch (err) {
+      this.fail(err as Error);
+      raw.destroy();
+      return false;
+    }
+    if (answer === 'plain') this.sendStartup();
+    else if (answer === 'error') this.onData(chunk);
+    else {
+      startTls(raw, settings, this.target.serverName ?? this.target.host, this.where).then(
+        (secure) => {
+          if (this.state === 'closed') {
+            secure.destroy();
+            return;
+          }
+          this.usedTls = true;
+          this.watch(secure);
+          secure.on('data', (data: Buffer) => this.onData(data));
+          this.sendStartup();
+        },
+        (err: Error) => {
+          this.fail(err);
+          raw.destroy();
+        },
+      );
+    }
+    return answer !== 'tls';
   }
 
   private watch(socket: Socket): void {

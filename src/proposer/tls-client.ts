@@ -9,7 +9,8 @@
 //                (default ~/.postgresql/root.crt, when it exists)
 //   sslcert/sslkey  a client certificate and its key (default
 //                ~/.postgresql/postgresql.crt/.key, when they exist)
-// and the SSLRequest exchange that puts a connected socket under TLS.
+// and what to do with the answer to SSLRequest (the TLS handshake on the
+// connected socket, or plaintext).
 // Files are read at each connection attempt (as libpq does), so rotated
 // certificates are used from the next reconnect on. Unlike libpq, a file
 // named explicitly must exist: libpq silently skips a missing sslcert, and a
@@ -19,7 +20,6 @@ import { isIP, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { checkServerIdentity, connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { sslRequest } from '../pq/frontend.js';
 
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];
@@ -158,54 +158,47 @@ export function tlsConnectOptions(s: TlsClientSettings, serverName: string): Con
   return opts;
 }
 
-/** How the server answered SSLRequest. */
-export type Negotiated =
-  /** The socket to speak the protocol on: TLS, or the plain one when the server declined and that is allowed. */
-  | { kind: 'ready'; socket: Socket }
-  /** The server answered with an ErrorResponse (put back on the socket): read it instead of starting up. */
-  | { kind: 'error'; socket: Socket };
+/** How the server answered SSLRequest: go on in TLS, in plaintext, or read the ErrorResponse that follows. */
+export type SslAnswer = 'tls' | 'plain' | 'error';
 
 /**
- * Send SSLRequest on a connected socket and act on the one-byte answer: 'S'
- * → the TLS handshake, 'N' → plaintext unless the mode requires TLS, 'E' →
- * the server's error follows. `where` names the server in messages.
+ * Act on the first bytes read after SSLRequest (its one-byte answer): 'S'
+ * → TLS, 'N' → plaintext unless the mode requires TLS, 'E' → the bytes are
+ * the server's ErrorResponse. Throws TlsHandshakeError otherwise. `where`
+ * names the server in messages.
  */
-export function negotiateTls(raw: Socket, s: TlsClientSettings, serverName: string, where: string): Promise<Negotiated> {
-  return new Promise<Negotiated>((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      raw.off('data', onData);
-      raw.pause();
-      const answer = String.fromCharCode(chunk[0]);
-      if (answer === 'E') {
-        raw.unshift(chunk);
-        return resolve({ kind: 'error', socket: raw });
-      }
-      // Bytes after the answer came before any encryption: a man in the middle may have put them there.
-      if (chunk.length > 1) return reject(new TlsHandshakeError(`${where} sent unencrypted data after its answer to SSLRequest`));
-      if (answer === 'N') {
-        if (s.mode === 'require' || s.mode === 'verify-ca' || s.mode === 'verify-full') {
-          return reject(new TlsHandshakeError(`${where} does not support SSL, but SSL was required (sslmode=${s.mode})`));
-        }
-        return resolve({ kind: 'ready', socket: raw });
-      }
-      if (answer !== 'S') return reject(new TlsHandshakeError(`${where} sent an invalid answer to SSLRequest: 0x${chunk[0].toString(16)}`));
-      let options: ConnectionOptions;
-      try {
-        options = tlsConnectOptions(s, serverName);
-      } catch (err) {
-        return reject(err as Error);
-      }
-      const secure: TLSSocket = tlsConnect({ ...options, socket: raw });
-      // Node's advice about system CAs does not apply: the CAs are the ones sslrootcert names.
-      const onError = (err: Error): void => reject(new TlsHandshakeError(`TLS handshake with ${where} failed: ${err.message.replace(/; if the root CA is installed locally.*$/s, '')}`));
-      secure.once('error', onError);
-      secure.once('secureConnect', () => {
-        secure.off('error', onError);
-        resolve({ kind: 'ready', socket: secure });
-      });
-    };
-    raw.on('data', onData);
-    raw.write(sslRequest());
+export function sslAnswer(chunk: Uint8Array, s: TlsClientSettings, where: string): SslAnswer {
+  const answer = String.fromCharCode(chunk[0]);
+  if (answer === 'E') return 'error';
+  // Bytes after the answer came before any encryption: a man in the middle may have put them there.
+  if (chunk.length > 1) throw new TlsHandshakeError(`${where} sent unencrypted data after its answer to SSLRequest`);
+  if (answer === 'N') {
+    if (s.mode === 'require' || s.mode === 'verify-ca' || s.mode === 'verify-full') {
+      throw new TlsHandshakeError(`${where} does not support SSL, but SSL was required (sslmode=${s.mode})`);
+    }
+    return 'plain';
+  }
+  if (answer !== 'S') throw new TlsHandshakeError(`${where} sent an invalid answer to SSLRequest: 0x${chunk[0].toString(16)}`);
+  return 'tls';
+}
+
+/** The TLS handshake on `raw` after the server answered 'S'; resolves with the socket to speak the protocol on. */
+export function startTls(raw: Socket, s: TlsClientSettings, serverName: string, where: string): Promise<TLSSocket> {
+  return new Promise<TLSSocket>((resolve, reject) => {
+    let options: ConnectionOptions;
+    try {
+      options = tlsConnectOptions(s, serverName);
+    } catch (err) {
+      return reject(err as Error);
+    }
+    const secure: TLSSocket = tlsConnect({ ...options, socket: raw });
+    // Node's advice about system CAs does not apply: the CAs are the ones sslrootcert names.
+    const onError = (err: Error): void => reject(new TlsHandshakeError(`TLS handshake with ${where} failed: ${err.message.replace(/; if the root CA is installed locally.*$/s, '')}`));
+    secure.once('error', onError);
+    secure.once('secureConnect', () => {
+      secure.off('error', onError);
+      resolve(secure);
+    });
   });
 }
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
 import t from 'tap';
 import { PgClient, PgServerError, ProposerClient, type ProposerConnectOptions } from '../../src/proposer/index.js';
 import { COPY_WAL_BELOW } from '../../src/proposer/client.js';
@@ -251,6 +252,54 @@ t.test('PgClient: queries, COPY BOTH and the result after it, close', async (t) 
   t.match(await broken, { kind: 'closed', error: { message: /closed by the client/ } });
   t.match((await closed).message, /closed by the client/);
   await t.rejects(client.query('SELECT 1'), /SELECT 1: the connection to 127\.0\.0\.1:\d+ is closed \(connection to .* closed by the client\)/);
+});
+
+const socketOf = (c: ProposerClient | PgClient): Socket => (c as unknown as { socket: Socket }).socket;
+
+/** Wait (with a deadline) until `client` has received `bytes` bytes it has not framed into a message yet. */
+async function buffered(client: ProposerClient, bytes: number): Promise<void> {
+  const framer = (client as unknown as { framer: { buffered: number } }).framer;
+  const deadline = Date.now() + 5000;
+  while (framer.buffered !== bytes) {
+    if (Date.now() > deadline) throw new Error(`the client buffered ${framer.buffered} bytes, expected ${bytes}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+t.test('reads go from the socket straight into the framer, through one buffer every connection shares', async (t) => {
+  const a = await connected();
+  const b = await connected();
+  t.equal(socketOf(a.client).listenerCount('data'), 0, "no 'data' listener: reads come through net.connect's onread");
+  const qa = a.client.query('SELECT 1');
+  const qb = b.client.query('SELECT 2');
+  await a.conn.read();
+  await b.conn.read();
+  // Half a result on one connection, a whole one on the other, then the rest: each keeps its own bytes.
+  const resultA = Buffer.concat([rowDescription(['a']), dataRow(['from a']), commandComplete('SELECT 1'), READY_IDLE]);
+  a.conn.send(resultA.subarray(0, 9));
+  await buffered(a.client, 9);
+  b.conn.send(rowDescription(['b']), dataRow(['from b']), commandComplete('SELECT 1'), READY_IDLE);
+  t.same((await qb).rows, [['from b']]);
+  a.conn.send(resultA.subarray(9));
+  t.same((await qa).rows, [['from a']]);
+  a.client.close();
+  b.client.close();
+});
+
+t.test("sslmode=prefer against a server without TLS: the answer 'N' arrives through the same reads, start-up goes on in plaintext", async (t) => {
+  const pending = ProposerClient.connect(opts({ tls: { mode: 'prefer' } }));
+  const conn = await server.accept();
+  t.equal((await conn.readStartup()).protocol, 80877103, 'SSLRequest first');
+  conn.send(Buffer.from('N'));
+  t.equal((await conn.readStartup()).params.ztenantid, TENANT, 'then the StartupMessage on the same socket');
+  conn.send(AUTH_OK, READY_IDLE);
+  const client = await pending;
+  t.equal(socketOf(client).listenerCount('data'), 0);
+  const q = client.query('SELECT 1');
+  await conn.read();
+  conn.send(rowDescription(['x']), dataRow(['1']), commandComplete('SELECT 1'), READY_IDLE);
+  t.same((await q).rows, [['1']]);
+  client.close();
 });
 
 t.test('ProposerClient: nothing listening, bad ids', async (t) => {

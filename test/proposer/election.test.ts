@@ -36,6 +36,20 @@ t.test('quorumCommitLsn: the quorum-th highest flush', (t) => {
   t.equal(quorumCommitLsn([10n, 30n, 20n, 0n, 40n], 3), 20n);
   t.equal(quorumCommitLsn([5n], 2), 0n, 'too few');
   t.equal(quorumCommitLsn([7n, 7n, 1n], 2), 7n);
+  t.equal(quorumCommitLsn([0n, 0n, 0n], 2), 0n);
+  // Against its definition (sort descending, take the quorum-th), over inputs from a fixed seed.
+  let seed = 13;
+  const next = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+  for (let i = 0; i < 2000; i++) {
+    const flushes = Array.from({ length: 1 + (next() % 7) }, () => BigInt(next() % 5) * 100n);
+    const quorum = 1 + (next() % 7);
+    const sorted = [...flushes].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0));
+    const want = flushes.length < quorum ? 0n : sorted[quorum - 1];
+    if (quorumCommitLsn(flushes, quorum) !== want) {
+      t.fail(`seed 13, case ${i}: ${flushes.join(',')} quorum ${quorum}: got ${quorumCommitLsn(flushes, quorum)}, want ${want}`);
+      break;
+    }
+  }
   t.end();
 });
 
