@@ -24,8 +24,8 @@ export interface SyncableWal {
 export interface GroupCommitHooks {
   /** A sync round of `seconds` finished (`blocking`: it ran on the event loop): every write through `synced` is durable. */
   synced(synced: Lsn, seconds: number, blocking: boolean): void;
-  /** Whether the next round may run on the event loop rather than the thread pool (timeline/sync-policy.ts); default no. */
-  mayBlock?(): boolean;
+  /** Whether the next round, of about `bytes` written since the last, may run on the event loop rather than the thread pool (timeline/sync-policy.ts); default no. */
+  mayBlock?(bytes: number): boolean;
   /** A sync failed: nothing more may become durable. Returns the error to throw. */
   failed(err: Error): Error;
   /** Whether syncing has stopped for good (the timeline failed). */
@@ -73,17 +73,16 @@ export class GroupCommit {
   request(through: Lsn = 0n): void {
     if (through > this.wanted) this.wanted = through;
     if (this.syncing || this.hooks.halted()) return;
-    const target = this.written > this.wanted ? this.written : this.wanted;
-    if (target <= this.synced && !this.wal?.needsSync) return;
-    const gen = this.gen;
-    const t0 = performance.now();
-    const blocking = this.wal !== undefined && (this.hooks.mayBlock?.() ?? false);
+    if (this.target() <= this.synced && !this.wal?.needsSync) return;
+    const blocking = this.wal !== undefined && (this.hooks.mayBlock?.(Number(this.written - this.synced)) ?? false);
+    // A blocking round starts at the end of this event-loop turn (setImmediate runs after the
+    // turn's socket reads), so that every append read in the turn shares its fdatasync.
+    const round = blocking ? new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.startRound(true)) : this.startRound(false);
     // Either way the round completes in a later microtask, after its fdatasync.
-    const round = !this.wal ? Promise.resolve() : blocking ? syncBlocking(this.wal) : this.wal.sync();
     this.syncing = round.then(
-      () => {
+      (done) => {
         this.syncing = undefined;
-        this.completed(target, gen, t0, blocking);
+        if (done) this.completed(done.target, done.gen, done.t0, blocking);
         if (this.written > this.synced || this.wanted > this.synced) this.request();
       },
       (err: Error) => {
@@ -91,6 +90,23 @@ export class GroupCommit {
         this.hooks.failed(err);
       },
     );
+  }
+
+  private target(): Lsn {
+    return this.written > this.wanted ? this.written : this.wanted;
+  }
+
+  /** Sync now: the round covers every write made before this call. Null when the timeline failed meanwhile. */
+  private async startRound(blocking: boolean): Promise<{ target: Lsn; gen: number; t0: number } | null> {
+    if (this.hooks.halted()) return null;
+    const target = this.target();
+    const gen = this.gen;
+    const t0 = performance.now();
+    if (this.wal) {
+      if (blocking) this.wal.syncNow();
+      else await this.wal.sync();
+    }
+    return { target, gen, t0 };
   }
 
   /** Make everything written so far durable before returning (blocks the event loop). Throws what hooks.failed() returns. */
@@ -123,12 +139,3 @@ export class GroupCommit {
   }
 }
 
-/** A blocking round as a settled promise (a failure becomes a rejection, as from the thread pool). */
-function syncBlocking(wal: SyncableWal): Promise<void> {
-  try {
-    wal.syncNow();
-    return Promise.resolve();
-  } catch (err) {
-    return Promise.reject(err as Error);
-  }
-}

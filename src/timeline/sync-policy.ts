@@ -5,6 +5,9 @@
 // the event loop afterwards: about a quarter of a safekeeper's CPU per sync
 // round (docs/performance.md §12.8). Blocking is only fair while nothing
 // else needs the event loop for long, so a round blocks only when
+//  * it is small (at most BLOCKING_MAX_BYTES written since the last round:
+//    commits; in bulk ingest or catch-up, reading the next batch while the
+//    thread pool syncs this one is worth more than the hand-off), and
 //  * no other timeline of this daemon synced within ACTIVE_WINDOW_MS (one
 //    busy timeline: its own WAL push waits for the sync anyway; readers and
 //    HTTP wait at most one sync), and
@@ -14,6 +17,8 @@
 // Durability does not depend on the choice: the round completes (and
 // acknowledgements follow) after the fdatasync either way.
 
+/** Larger rounds use the thread pool. */
+export const BLOCKING_MAX_BYTES = 64 * 1024;
 /** Another timeline's sync within this window means the daemon serves several busy timelines. */
 export const ACTIVE_WINDOW_MS = 1000;
 /** A blocking round slower than this held up the event loop too long. */
@@ -30,8 +35,9 @@ export class SyncPolicy {
 
   constructor(private readonly now: () => number = () => performance.now()) {}
 
-  /** Whether timeline `name`'s next round may block the event loop. */
-  mayBlock(name: string): boolean {
+  /** Whether timeline `name`'s next round, of about `bytes` written since its last, may block the event loop. */
+  mayBlock(name: string, bytes: number): boolean {
+    if (bytes > BLOCKING_MAX_BYTES) return false;
     const now = this.now();
     const until = this.poolUntil.get(name);
     if (until !== undefined) {

@@ -100,7 +100,7 @@ export class Timeline {
         this.observer?.walSynced?.(this, seconds);
         this.listeners.durable(synced);
       },
-      mayBlock: policy ? () => policy.mayBlock(this.name) : undefined,
+      mayBlock: policy ? (bytes) => policy.mayBlock(this.name, bytes) : undefined,
       failed: (err) => this.storage.fail(this.storage.ioError(err, 'sync WAL')),
       halted: () => this.storage.failure !== undefined,
     });

@@ -29,7 +29,7 @@ class FakeWal implements SyncableWal {
   }
 }
 
-function setup(mayBlock?: () => boolean) {
+function setup(mayBlock?: (bytes: number) => boolean) {
   const durable: bigint[] = [];
   const failures: Error[] = [];
   const rounds: boolean[] = [];
@@ -126,24 +126,40 @@ t.test('without files nothing is synced until a position is wanted beyond the du
   t.same(durable, [200n], 'a wanted position beyond the durable end is reached once the (empty) round ends');
 });
 
-t.test('a round the policy lets block runs syncNow, yet completes only in a later microtask, after it', async (t) => {
+t.test('a round the policy lets block runs syncNow at the end of the event-loop turn, covering the writes made in it', async (t) => {
   let allow = true;
   const { gc, wal, durable, rounds } = setup(() => allow);
   gc.wrote(100n);
   gc.request(100n);
-  t.equal(wal.syncNows, 1, 'the fdatasync ran on the spot');
+  t.equal(wal.syncNows, 0, 'not inside request()');
   t.equal(wal.pending.length, 0, 'nothing handed to the thread pool');
-  t.same(durable, [], 'not reported inside request()');
+  // More appends in the same turn join the round.
+  gc.wrote(150n);
+  gc.request(150n);
   await Promise.resolve();
-  t.same(durable, [100n]);
+  t.equal(wal.syncNows, 0, 'not before the turn ends');
+  await new Promise((r) => setImmediate(r));
+  t.equal(wal.syncNows, 1, 'one fdatasync for both');
+  t.same(durable, [150n], 'both writes durable, reported after the fdatasync');
   t.same(rounds, [true]);
   allow = false;
   gc.wrote(200n);
   gc.request(200n);
-  t.equal(wal.pending.length, 1, 'refused: the thread pool');
+  t.equal(wal.pending.length, 1, 'refused: the thread pool, started at once');
   await wal.finish();
-  t.same(durable, [100n, 200n]);
+  t.same(durable, [150n, 200n]);
   t.same(rounds, [true, false]);
+});
+
+t.test('a truncation before a blocking round starts: the round counts from the truncated position', async (t) => {
+  const { gc, wal, durable } = setup(() => true);
+  gc.wrote(500n);
+  gc.request(500n);
+  gc.truncated(300n);
+  await new Promise((r) => setImmediate(r));
+  t.equal(wal.syncNows, 1);
+  t.equal(gc.syncedLsn, 300n, 'not moved past the truncation');
+  t.same(durable, [300n]);
 });
 
 t.test('a failed blocking round is reported like a failed background one and stops further syncs', async (t) => {
@@ -159,4 +175,15 @@ t.test('a failed blocking round is reported like a failed background one and sto
   gc.wrote(200n);
   gc.request(200n);
   t.equal(wal.syncNows, 1, 'halted: no further round');
+});
+
+t.test('the policy is told how much the round would sync', async (t) => {
+  const asked: number[] = [];
+  const { gc, wal } = setup((bytes) => (asked.push(bytes), false));
+  gc.wrote(4096n);
+  gc.request(4096n);
+  await wal.finish();
+  gc.wrote(4096n + 100n);
+  gc.request();
+  t.same(asked, [4096, 100]);
 });
