@@ -74,15 +74,16 @@ export class GroupCommit {
     if (through > this.wanted) this.wanted = through;
     if (this.syncing || this.hooks.halted()) return;
     if (this.target() <= this.synced && !this.wal?.needsSync) return;
-    const blocking = this.wal !== undefined && (this.hooks.mayBlock?.(Number(this.written - this.synced)) ?? false);
-    // A blocking round starts at the end of this event-loop turn (setImmediate runs after the
-    // turn's socket reads), so that every append read in the turn shares its fdatasync.
-    const round = blocking ? new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.startRound(true)) : this.startRound(false);
+    // A round that may block starts at the end of this event-loop turn (setImmediate runs after
+    // the turn's socket reads), so that every append read in the turn shares its fdatasync; the
+    // policy then decides on the round's real size.
+    const deferred = this.wal !== undefined && (this.hooks.mayBlock?.(this.unsynced()) ?? false);
+    const round = deferred ? new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.startRound(true)) : this.startRound(false);
     // Either way the round completes in a later microtask, after its fdatasync.
     this.syncing = round.then(
       (done) => {
         this.syncing = undefined;
-        if (done) this.completed(done.target, done.gen, done.t0, blocking);
+        if (done) this.completed(done.target, done.gen, done.t0, done.blocking);
         if (this.written > this.synced || this.wanted > this.synced) this.request();
       },
       (err: Error) => {
@@ -96,17 +97,23 @@ export class GroupCommit {
     return this.written > this.wanted ? this.written : this.wanted;
   }
 
+  /** Bytes written and not yet durable. */
+  private unsynced(): number {
+    return this.written > this.synced ? Number(this.written - this.synced) : 0;
+  }
+
   /** Sync now: the round covers every write made before this call. Null when the timeline failed meanwhile. */
-  private async startRound(blocking: boolean): Promise<{ target: Lsn; gen: number; t0: number } | null> {
+  private async startRound(mayBlock: boolean): Promise<{ target: Lsn; gen: number; t0: number; blocking: boolean } | null> {
     if (this.hooks.halted()) return null;
     const target = this.target();
     const gen = this.gen;
     const t0 = performance.now();
+    const blocking = mayBlock && (this.hooks.mayBlock?.(this.unsynced()) ?? false);
     if (this.wal) {
       if (blocking) this.wal.syncNow();
       else await this.wal.sync();
     }
-    return { target, gen, t0 };
+    return { target, gen, t0, blocking };
   }
 
   /** Make everything written so far durable before returning (blocks the event loop). Throws what hooks.failed() returns. */
