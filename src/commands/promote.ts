@@ -2,12 +2,11 @@
 // replayed their VCL, promote it, print the switch point and the new
 // PostgreSQL timeline (src/proposer/promote.ts).
 import { formatLsn } from '../lsn.js';
-import { ConnStringError, resolveConnString } from '../proposer/connstr.js';
 import { promoteStandby } from '../proposer/promote.js';
-import { CommandError, UsageError } from './errors.js';
+import { CommandError } from './errors.js';
 import { parseCommandLine, showHelp } from './options.js';
 import { QUORUM_HELP, resultCommandLogger } from './quorum-options.js';
-import { usable } from './tls-options.js';
+import { connStringOption } from './tls-options.js';
 import { DEFAULT_SYNC_TIMEOUT, SYNC_OPTIONS, syncOptionsFrom } from './sync-safekeepers.js';
 import { parseDuration } from './units.js';
 
@@ -45,14 +44,7 @@ export async function promoteCommand(argv: string[]): Promise<number> {
   });
   if (parsed === 'help') return showHelp(HELP);
   const got = parsed.options;
-  let standby;
-  try {
-    standby = resolveConnString(got.standby);
-  } catch (err) {
-    if (err instanceof ConnStringError) throw new UsageError(`--standby: ${err.message}`);
-    throw err;
-  }
-  usable(standby.tls, '--standby');
+  const standby = connStringOption(got.standby, '--standby');
   const sync = syncOptionsFrom(got, parseDuration(DEFAULT_SYNC_TIMEOUT, '--timeout'));
   const timeoutMs = (got.timeout ?? parseDuration(DEFAULT_PROMOTE_TIMEOUT, '--timeout')) * 1000;
   try {

@@ -2,14 +2,13 @@
 // PostgreSQL primary (src/proposer/quorum.ts).
 import { createLogger } from '../log.js';
 import { LsnError, parseLsn } from '../lsn.js';
-import { ConnStringError, resolveConnString, type ConnTarget } from '../proposer/connstr.js';
 import { SLOT_NAME } from '../proposer/primary.js';
 import { LostLeadershipError, QuorumProposer, TimelineSwitchError, type QuorumProposerOptions } from '../proposer/quorum.js';
 import { CommandError, UsageError } from './errors.js';
 import { parseSize } from './units.js';
 import { parseCommandLine, showHelp } from './options.js';
 import { QUORUM_HELP, QUORUM_OPTIONS, quorumTarget, readTokenFile } from './quorum-options.js';
-import { usable } from './tls-options.js';
+import { connStringOption } from './tls-options.js';
 
 export const DEFAULT_SLOT = 'walkeeper';
 export const DEFAULT_APPLICATION_NAME = 'walkeeper';
@@ -72,14 +71,7 @@ export function parseProposeArgs(argv: string[]): ProposeOptions | 'help' {
   });
   if (parsed === 'help') return 'help';
   const got = parsed.options;
-  let primary: ConnTarget;
-  try {
-    primary = resolveConnString(got.primary);
-  } catch (err) {
-    if (err instanceof ConnStringError) throw new UsageError(`--primary: ${err.message}`);
-    throw err;
-  }
-  usable(primary.tls, '--primary');
+  const primary = connStringOption(got.primary, '--primary');
   const quorum = quorumTarget(got);
   const slot = got.slot ?? DEFAULT_SLOT;
   if (!SLOT_NAME.test(slot)) throw new UsageError(`--slot: invalid slot name "${slot}": lower-case letters, digits and underscores, at most 63`);

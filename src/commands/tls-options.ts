@@ -6,6 +6,7 @@
 // spreading SAFEKEEPER_TLS_OPTIONS into its option declarations and passing
 // safekeeperTls(parsed.options) as `tls` to ProposerClient/PgClient.
 import { checkTlsFiles, checkTlsSettings, DEFAULT_SSLMODE, parseSslMode, SSL_MODES, TlsSettingsError, type SslMode, type TlsClientSettings } from '../proposer/tls-client.js';
+import { ConnStringError, resolveConnString, type ConnTarget } from '../proposer/connstr.js';
 import { UsageError } from './errors.js';
 
 function sslModeOption(text: string, name: string): SslMode {
@@ -62,4 +63,17 @@ export function usable(s: TlsClientSettings, what: string): TlsClientSettings {
     if (err instanceof TlsSettingsError) throw new UsageError(`${what}: ${err.message}`);
     throw err;
   }
+}
+
+/** A libpq connection string given as option `name` (--primary, --standby), resolved, with usable TLS settings; otherwise a UsageError. */
+export function connStringOption(text: string, name: string): ConnTarget {
+  let target: ConnTarget;
+  try {
+    target = resolveConnString(text);
+  } catch (err) {
+    if (err instanceof ConnStringError) throw new UsageError(`${name}: ${err.message}`);
+    throw err;
+  }
+  usable(target.tls, name);
+  return target;
 }

@@ -145,4 +145,3 @@ export class GroupCommit {
     this.hooks.synced(this.synced, (performance.now() - t0) / 1000, blocking);
   }
 }
-

@@ -3,7 +3,7 @@
 //
 // Handing an fdatasync to the thread pool costs a wake-up of a worker and of
 // the event loop afterwards: about a quarter of a safekeeper's CPU per sync
-// round (docs/performance.md §12.8). Blocking is only fair while nothing
+// round (docs/performance.md §12.9). Blocking is only fair while nothing
 // else needs the event loop for long, so a round blocks only when
 //  * it is small (at most BLOCKING_MAX_BYTES written since the last round:
 //    commits; in bulk ingest or catch-up, reading the next batch while the
