@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { copyData } from '../src/pq/frontend.js';
 import { COPY_WAL_BELOW, writeRequest } from '../src/proposer/client.js';
 import { encodeSafeKeeperRequest, encodeSafeKeeperRequestHeader, type SafeKeeperRequest } from '../src/protocol/index.js';
-import { median, type BenchRow } from './lib.js';
+import { alternatingMedians, type BenchRow } from './lib.js';
 
 const NODE_ID = { term: 7n, uuid: new Uint8Array(16).fill(3) };
 
@@ -62,19 +62,14 @@ export async function appendRows(): Promise<BenchRow[]> {
       // Warm-up, then alternating rounds.
       await run(s, current, wal, count >> 2);
       await run(s, copied, wal, count >> 2);
-      const a: number[] = [];
-      const b: number[] = [];
-      for (let r = 0; r < 3; r++) {
-        a.push(await run(s, current, wal, count));
-        b.push(await run(s, copied, wal, count));
-      }
+      const [a, b] = await alternatingMedians([() => run(s, current, wal, count), () => run(s, copied, wal, count)], 3);
       rows.push({
         name: `WAL push request, ${size} B of WAL, to a loopback socket: CPU per request`,
         subject: size < COPY_WAL_BELOW ? 'ProposerClient: one copy, one write' : 'ProposerClient: corked headers + WAL (writev, no copy)',
-        subjectValue: `${median(a).toFixed(2)} µs`,
+        subjectValue: `${a.toFixed(2)} µs`,
         baseline: 'encode + CopyData copy, one write',
-        baselineValue: `${median(b).toFixed(2)} µs`,
-        ratio: median(b) / median(a),
+        baselineValue: `${b.toFixed(2)} µs`,
+        ratio: b / a,
       });
     }
   } finally {

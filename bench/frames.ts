@@ -14,7 +14,7 @@ import {
   type Framer,
 } from '../src/hot/frames.js';
 import { WasmBuffer, wasm } from '../src/hot/wasm.js';
-import { measure, type BenchRow } from './lib.js';
+import { interleaved, type BenchRow } from './lib.js';
 
 /**
  * Run `fn` for `ms` before timing it: V8 first runs wasm (and JS) in a
@@ -25,17 +25,6 @@ function warmUp(fn: () => unknown, ms = 300): void {
   while (performance.now() < end) fn();
 }
 
-/**
- * Time the functions in alternating rounds and return each one's median ms
- * per call, so a burst of load on the shared machine hits both sides alike.
- */
-async function interleaved(fns: Array<() => unknown>, rounds: number, minMs: number): Promise<number[]> {
-  const samples = fns.map(() => [] as number[]);
-  for (let r = 0; r < rounds; r++) {
-    for (let i = 0; i < fns.length; i++) samples[i].push((await measure(fns[i], { runs: 1, minMs })).medianMs);
-  }
-  return samples.map((s) => s.sort((a, b) => a - b)[Math.floor(s.length / 2)]);
-}
 
 const MESSAGES = 1_000_000;
 const BATCH = 1024;

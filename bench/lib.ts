@@ -41,6 +41,26 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/**
+ * Each of `runs` once per round, in turn, for `rounds` rounds, so that a
+ * burst of load on the shared machine hits all alike; each one's median result.
+ */
+export async function alternatingMedians(runs: Array<() => Promise<number>>, rounds: number): Promise<number[]> {
+  const samples = runs.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < runs.length; i++) samples[i].push(await runs[i]());
+  }
+  return samples.map(median);
+}
+
+/** Time the functions in alternating rounds (alternatingMedians) and return each one's median ms per call. */
+export function interleaved(fns: Array<() => unknown>, rounds: number, minMs: number): Promise<number[]> {
+  return alternatingMedians(
+    fns.map((fn) => async () => (await measure(fn, { runs: 1, minMs })).medianMs),
+    rounds,
+  );
+}
+
 export function mbPerSec(bytes: number, ms: number): number {
   return bytes / 1e6 / (ms / 1e3);
 }

@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { median, type BenchRow } from './lib.js';
+import { alternatingMedians, type BenchRow } from './lib.js';
 
 const MESSAGE = Buffer.alloc(45, 0x64);
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
@@ -53,20 +53,15 @@ export async function socketReadRows(): Promise<BenchRow[]> {
     // Warm-up, then alternating rounds.
     await run(port, true, count >> 2);
     await run(port, false, count >> 2);
-    const a: number[] = [];
-    const b: number[] = [];
-    for (let r = 0; r < 5; r++) {
-      a.push(await run(port, true, count));
-      b.push(await run(port, false, count));
-    }
+    const [a, b] = await alternatingMedians([() => run(port, true, count), () => run(port, false, count)], 5);
     return [
       {
         name: 'client socket read of a 45-byte message, loopback ping-pong: CPU per round trip',
         subject: 'net.connect onread (one reused buffer)',
-        subjectValue: `${median(a).toFixed(2)} µs`,
+        subjectValue: `${a.toFixed(2)} µs`,
         baseline: "a Buffer per read, 'data' events",
-        baselineValue: `${median(b).toFixed(2)} µs`,
-        ratio: median(b) / median(a),
+        baselineValue: `${b.toFixed(2)} µs`,
+        ratio: b / a,
       },
     ];
   } finally {
